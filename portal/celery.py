@@ -1,0 +1,16 @@
+"""The Celery app. Workers run the engines in ``workers/``; beat only reconciles.
+
+Reliability settings follow DESIGN.md principle 3: tasks are acknowledged late and rejected
+when the worker dies, so a task interrupted by a crash runs again; every task re-reads state and
+is idempotent.
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+app = Celery("apiary")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,1 @@
+"""IO-SEA style sessions (WDF, ephemeral services, data movers). App label: ``iosea``."""

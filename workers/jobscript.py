@@ -1,0 +1,91 @@
+"""Rendering a step's job script: plain bash a user can read and rerun (DESIGN.md principle 5).
+
+The script has an ``#SBATCH`` header, the (already staged) working directory, the command line
+with its environment, exit-code capture and the completion notice. The local batch system runs
+the very same script with bash, ignoring the ``#SBATCH`` comments.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass, field
+
+
+@dataclass
+class JobSpec:
+    job_name: str
+    title: str
+    run_dir: str
+    workdir: str
+    command: list[str]
+    environment: dict[str, str]
+    stdin: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    cores: int | None = None
+    ram_mib: int | None = None
+    time_limit_seconds: int | None = None
+    sbatch_options: list[str] = field(default_factory=list)
+    container_prefix: list[str] = field(default_factory=list)
+    callback_url: str = ""
+    callback_token: str = ""
+    staged: list[tuple[str, str]] = field(default_factory=list)
+
+
+def sbatch_header(spec: JobSpec) -> list[str]:
+    lines = [
+        f"#SBATCH --job-name={spec.job_name}",
+        f"#SBATCH --output={spec.run_dir}/job.out",
+        f"#SBATCH --error={spec.run_dir}/job.err",
+    ]
+    if spec.cores:
+        lines.append(f"#SBATCH --cpus-per-task={max(1, math.ceil(spec.cores))}")
+    if spec.ram_mib:
+        lines.append(f"#SBATCH --mem={max(1, math.ceil(spec.ram_mib))}M")
+    if spec.time_limit_seconds:
+        lines.append(f"#SBATCH --time={max(1, math.ceil(spec.time_limit_seconds / 60))}")
+    lines += [f"#SBATCH {opt}" for opt in spec.sbatch_options]
+    return lines
+
+
+def render(spec: JobSpec) -> str:
+    q = shlex.quote
+    env = " ".join(f"{k}={q(v)}" for k, v in sorted(spec.environment.items()))
+    command = " ".join(q(part) for part in [*spec.container_prefix, *spec.command])
+    redirects = ""
+    if spec.stdin:
+        redirects += f" < {q(spec.stdin)}"
+    if spec.stdout:
+        redirects += f" > {q(spec.stdout)}"
+    if spec.stderr:
+        redirects += f" 2> {q(spec.stderr)}"
+    staged = [f"#   {q(src)} -> {q(dst)}" for src, dst in spec.staged] or ["#   (none)"]
+    lines = [
+        "#!/bin/bash",
+        *sbatch_header(spec),
+        "#",
+        f"# {spec.title}",
+        "# Written by Apiary. Inputs were staged (linked) into place before submission:",
+        *staged,
+        "",
+        "set -u",
+        f"RUN_DIR={q(spec.run_dir)}",
+        f"cd {q(spec.workdir)} || exit 70",
+        "",
+        "# The command, with exactly the environment CWL defines for it.",
+        f"env -i {env} \\\n  {command}{redirects}",
+        "rc=$?",
+        "",
+        "# Record the exit code next to the outputs, then tell Apiary at once; if the notice is",
+        "# lost, Apiary's periodic reconcile finds the job's end in the batch system.",
+        'echo "$rc" > "$RUN_DIR/exit_code.tmp" && mv "$RUN_DIR/exit_code.tmp" "$RUN_DIR/exit_code"',
+    ]
+    if spec.callback_url:
+        lines.append(
+            f"curl -fsS -m 10 -X POST -H {q('X-Apiary-Run-Token: ' + spec.callback_token)} "
+            f'--data "exit_code=$rc" {q(spec.callback_url)} '
+            ">/dev/null 2>&1 || true"
+        )
+    lines += ['exit "$rc"', ""]
+    return "\n".join(lines)

@@ -1,0 +1,387 @@
+"""The DAG scheduler and the job follower (BEE's workflow and task managers).
+
+``advance`` is event driven: it runs when a workflow starts or resumes and whenever one of its
+steps ends. It promotes WAITING steps whose upstream steps all succeeded, marks DEP_FAIL those
+with a failed upstream, evaluates ExpressionTools, submits ready CommandLineTool steps to the
+batch system, and ends the workflow when every step has ended.
+
+``finalize_run`` records the end of a batch job (pushed by the job wrapper or found by the
+reconcile), collects the step's outputs with cwltool, and enqueues ``advance``.
+
+``reconcile`` is the safety net run by beat: one batched query of all unfinished jobs (at most
+one ``squeue`` and one ``sacct``), catching ends that no push reported.
+
+Each function takes ids, re-reads state, and may run twice: claims are compare-and-swap, a run
+row is written before ``sbatch`` and its job id after, and the job name (``apiary-<run id>``)
+finds a job again whose ``sbatch`` reply was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from workers import cwl_job
+from workers.batch import BatchError, JobStatus, get_batch_system
+from workers.batch import base as batch_states
+from workers.jobscript import render
+from workflows import cwl
+from workflows.models import Step, StepRun, Workflow
+from workflows.services import step_transition, workflow_transition
+from workflows.states import (
+    STEP_IN_BATCH,
+    STEP_SUCCEEDED,
+    STEP_TERMINAL,
+    STEP_UNSUCCESSFUL,
+    StepState,
+    WorkflowState,
+)
+from workflows.storage import source_dir, step_dir
+
+log = logging.getLogger(__name__)
+RunState = StepRun.BatchState
+
+# A run written but not yet given a job id for this long is looked up by name (lost reply).
+PREPARING_GRACE = timedelta(seconds=120)
+# A job the batch system has forgotten, with no exit code file, after this long is lost.
+UNKNOWN_GRACE = timedelta(seconds=60)
+
+
+def load_workflow_process(workflow: Workflow):
+    return cwl.load_process(source_dir(workflow.id) / workflow.main_document)
+
+
+def _finished_outputs(workflow: Workflow) -> dict[str, dict]:
+    return {s.name: (s.outputs or {}) for s in workflow.steps.filter(state__in=STEP_SUCCEEDED)}
+
+
+def advance(workflow_id) -> None:
+    workflow = Workflow.objects.filter(pk=workflow_id).first()
+    if workflow is None or workflow.state != WorkflowState.RUNNING:
+        return
+    process = load_workflow_process(workflow)
+    while _promote(workflow):
+        pass
+    for step in list(workflow.steps.filter(state=StepState.READY)):
+        workflow.refresh_from_db(fields=["state"])
+        if workflow.state != WorkflowState.RUNNING:
+            return
+        _start_step(workflow, process, step)
+    _maybe_finish(workflow, process)
+
+
+def _promote(workflow: Workflow) -> bool:
+    """WAITING -> READY or DEP_FAIL from upstream states; True if anything moved."""
+    moved = False
+    steps = {s.pk: s for s in workflow.steps.all()}
+    upstream: dict[int, list[Step]] = {pk: [] for pk in steps}
+    for down, up in Step.depends_on.through.objects.filter(downstream__workflow=workflow).values_list(
+        "downstream_id", "upstream_id"
+    ):
+        upstream[down].append(steps[up])
+    for step in steps.values():
+        if step.state != StepState.WAITING:
+            continue
+        ups = upstream[step.pk]
+        failed = [u.name for u in ups if u.state in STEP_UNSUCCESSFUL]
+        if failed:
+            moved |= step_transition(
+                step=step, new=StepState.DEP_FAIL, reason=f"upstream {', '.join(failed)} did not succeed"
+            )
+        elif all(u.state in STEP_SUCCEEDED for u in ups):
+            moved |= step_transition(step=step, new=StepState.READY, reason="inputs available")
+    return moved
+
+
+def _start_step(workflow: Workflow, process, step: Step) -> None:
+    try:
+        job_order = cwl.step_job_order(process, step.name, workflow.inputs, _finished_outputs(workflow))
+    except cwl.CwlError as exc:
+        step_transition(
+            step=step, new=StepState.FAILED, reason="inputs could not be computed", error=exc.message
+        )
+        return
+    if job_order is None:
+        step_transition(step=step, new=StepState.SKIPPED, reason="'when' is false", outputs={})
+        return
+    tool = cwl.step_tool(process, step.name)
+    if step.tool_class == "ExpressionTool":
+        run_dir = step_dir(workflow.id, step.name) / "expression"
+        try:
+            outputs = cwl_job.run_expression_tool(tool, job_order, run_dir)
+        except cwl_job.JobBuildError as exc:
+            step_transition(
+                step=step,
+                new=StepState.FAILED,
+                reason="expression failed",
+                error=str(exc),
+                job_order=job_order,
+            )
+            return
+        step_transition(
+            step=step,
+            new=StepState.COMPLETED,
+            reason="expression evaluated",
+            outputs=outputs,
+            job_order=job_order,
+        )
+        return
+    _submit_step(workflow, tool, step, job_order)
+
+
+def _submit_step(workflow: Workflow, tool, step: Step, job_order: dict) -> None:
+    batch = get_batch_system()
+    with transaction.atomic():
+        attempt = step.attempts + 1
+        if not step_transition(
+            step=step,
+            new=StepState.SUBMITTED,
+            reason=f"attempt {attempt}",
+            job_order=job_order,
+            attempts=attempt,
+        ):
+            return  # another worker claimed it
+        run = StepRun.objects.create(step=step, attempt=attempt, batch_system=batch.name)
+    run_dir = run.run_dir
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        spec = cwl_job.prepare_command_job(tool, job_order, run_dir)
+    except (cwl_job.JobBuildError, OSError) as exc:
+        _end_run(run, RunState.ENDED, detail="not submitted")
+        step_transition(step=step, new=StepState.FAILED, reason="job could not be built", error=str(exc))
+        return
+    spec.job_name = run.job_name
+    spec.title = f"Apiary workflow {workflow.name} ({workflow.id}), step {step.name}, attempt {attempt}"
+    spec.sbatch_options = list(settings.APIARY_SBATCH_OPTIONS)
+    if settings.APIARY_CALLBACK_URL:
+        spec.callback_url = f"{settings.APIARY_CALLBACK_URL.rstrip('/')}/api/v1/runs/{run.pk}/finished"
+        spec.callback_token = run.token
+    script = run_dir / "job.sh"
+    script.write_text(render(spec))
+    script.chmod(0o755)
+    try:
+        job_id = batch.submit(script, job_name=run.job_name, workdir=run_dir)
+    except BatchError as exc:
+        # Not known whether the job exists; the reconcile looks it up by name before retrying.
+        log.warning("submitting %s failed: %s", run.job_name, exc)
+        return
+    StepRun.objects.filter(pk=run.pk, batch_job_id="").update(
+        batch_job_id=job_id, batch_state=RunState.SUBMITTED, submitted_at=timezone.now()
+    )
+    workflow.refresh_from_db(fields=["state"])
+    if workflow.state == WorkflowState.CANCELLED:
+        batch.cancel([job_id])  # the workflow was cancelled while we were submitting
+
+
+def _end_run(run: StepRun, state: str, **fields) -> bool:
+    fields.setdefault("ended_at", timezone.now())
+    return bool(
+        StepRun.objects.filter(pk=run.pk, finalized=False).update(batch_state=state, finalized=True, **fields)
+    )
+
+
+def _maybe_finish(workflow: Workflow, process) -> None:
+    states = list(workflow.steps.values_list("state", flat=True))
+    if not all(s in STEP_TERMINAL for s in states):
+        return
+    if all(s in STEP_SUCCEEDED for s in states):
+        try:
+            outputs = cwl.workflow_outputs(process, workflow.inputs, _finished_outputs(workflow))
+        except cwl.CwlError as exc:
+            workflow_transition(
+                workflow=workflow, new=WorkflowState.FAILED, reason="outputs", error=exc.message
+            )
+            return
+        workflow_transition(
+            workflow=workflow, new=WorkflowState.COMPLETED, reason="all steps completed", outputs=outputs
+        )
+    elif any(s == StepState.COMPLETED for s in states):
+        workflow_transition(workflow=workflow, new=WorkflowState.PARTIAL_FAIL, reason="some steps failed")
+    else:
+        workflow_transition(workflow=workflow, new=WorkflowState.FAILED, reason="steps failed")
+
+
+def _read_exit_code(run_dir: Path) -> int | None:
+    try:
+        return int((run_dir / "exit_code").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def finalize_run(run_id: int, status: JobStatus | None = None, reported_exit_code: int | None = None) -> bool:
+    """Record the end of a run's batch job and its step's outcome; True if this call did it.
+
+    The exit code is read from the ``exit_code`` file the job wrapper wrote; the code it
+    reported in its notice is used only if the file cannot be read (e.g. an NFS cache lag).
+    """
+    run = StepRun.objects.select_related("step__workflow").filter(pk=run_id).first()
+    if run is None or run.finalized:
+        return False
+    step, workflow = run.step, run.step.workflow
+    run_dir = run.run_dir
+    exit_code = _read_exit_code(run_dir)
+    if exit_code is None:
+        exit_code = reported_exit_code
+    batch_state = status.state if status else None
+    if exit_code is None and status is None:
+        return False  # push without an exit code file yet: the reconcile will see the end
+    fields = {"exit_code": exit_code if exit_code is not None else (status.exit_code if status else None)}
+    if status:
+        fields.update(
+            node=status.node or run.node,
+            batch_state_detail=status.detail or status.state,
+            started_at=run.started_at or status.started_at,
+        )
+        if status.ended_at:
+            fields["ended_at"] = status.ended_at
+
+    if step.state not in STEP_IN_BATCH:
+        # Cancelled meanwhile (or already decided): just close the run.
+        _end_run(run, RunState.ENDED, **fields)
+        return True
+
+    if exit_code is None and batch_state in batch_states.RETRYABLE_STATES | {
+        batch_states.CANCELLED,
+        batch_states.TIMEOUT,
+        batch_states.FAILED,
+        batch_states.OUT_OF_MEMORY,
+    }:
+        with transaction.atomic():
+            if not _end_run(run, RunState.ENDED, **fields):
+                return False
+            if batch_state in batch_states.RETRYABLE_STATES and run.attempt <= settings.APIARY_RETRY_LIMIT:
+                step_transition(
+                    step=step, new=StepState.READY, reason=f"{batch_state}: retrying as a new attempt"
+                )
+            else:
+                new = {
+                    batch_states.TIMEOUT: StepState.TIMEOUT,
+                    batch_states.CANCELLED: StepState.CANCELLED,
+                }.get(batch_state, StepState.FAILED)
+                step_transition(
+                    step=step,
+                    new=new,
+                    reason=f"batch job ended {batch_state}",
+                    error=f"batch system: {status.detail or batch_state}",
+                )
+            _enqueue_advance(workflow.id)
+        return True
+
+    if exit_code is None:
+        exit_code = status.exit_code if status and status.exit_code is not None else 1
+    process = load_workflow_process(workflow)
+    tool = cwl.step_tool(process, step.name)
+    try:
+        succeeded, outputs = cwl_job.collect_outputs(tool, step.job_order or {}, run_dir, exit_code)
+        error = "" if succeeded else f"exit code {exit_code}; see the step's stderr"
+    except cwl_job.JobBuildError as exc:
+        succeeded, outputs, error = False, {}, str(exc)
+    with transaction.atomic():
+        if not _end_run(run, RunState.ENDED, **fields):
+            return False
+        if succeeded:
+            step_transition(
+                step=step, new=StepState.COMPLETED, reason=f"exit code {exit_code}", outputs=outputs
+            )
+        elif batch_state == batch_states.TIMEOUT:
+            step_transition(step=step, new=StepState.TIMEOUT, reason="time limit", error=error)
+        else:
+            step_transition(step=step, new=StepState.FAILED, reason=f"exit code {exit_code}", error=error)
+        _enqueue_advance(workflow.id)
+    return True
+
+
+def _enqueue_advance(workflow_id) -> None:
+    from workers.tasks import advance as advance_task
+
+    transaction.on_commit(lambda: advance_task.delay(str(workflow_id)))
+
+
+def reconcile(batch=None) -> dict:
+    """Check every unfinished run against the batch system in one batched query."""
+    batch = batch or get_batch_system()
+    now = timezone.now()
+    runs = list(StepRun.objects.select_related("step").filter(finalized=False, batch_system=batch.name))
+    summary = {"runs": len(runs), "finalized": 0, "updated": 0}
+    for run in [r for r in runs if not r.batch_job_id]:
+        _recover_unsubmitted(batch, run, now)
+    with_ids = [r for r in runs if r.batch_job_id]
+    statuses = batch.query([r.batch_job_id for r in with_ids]) if with_ids else {}
+    for run in with_ids:
+        status = statuses.get(run.batch_job_id)
+        if status is None:
+            if _read_exit_code(run.run_dir) is not None:
+                summary["finalized"] += finalize_run(
+                    run.pk, JobStatus(run.batch_job_id, batch_states.COMPLETED)
+                )
+            elif run.submitted_at and now - run.submitted_at > UNKNOWN_GRACE:
+                lost = JobStatus(
+                    run.batch_job_id, batch_states.NODE_FAIL, detail="unknown to the batch system"
+                )
+                summary["finalized"] += finalize_run(run.pk, lost)
+        elif status.active:
+            summary["updated"] += _record_progress(run, status)
+        else:
+            summary["finalized"] += finalize_run(run.pk, status)
+    _kick_stalled_workflows()
+    return summary
+
+
+def _record_progress(run: StepRun, status: JobStatus) -> int:
+    new_run_state = RunState.RUNNING if status.state == batch_states.RUNNING else RunState.PENDING
+    if run.batch_state == new_run_state:
+        return 0
+    StepRun.objects.filter(pk=run.pk, finalized=False).update(
+        batch_state=new_run_state,
+        node=status.node or run.node,
+        started_at=status.started_at or run.started_at,
+    )
+    step = run.step
+    target = StepState.RUNNING if new_run_state == RunState.RUNNING else StepState.PENDING
+    if step.state in (StepState.SUBMITTED, StepState.PENDING) and step.state != target:
+        step_transition(step=step, new=target, reason=f"batch job {run.batch_job_id} {status.state}")
+    return 1
+
+
+def _recover_unsubmitted(batch, run: StepRun, now) -> None:
+    if now - run.created_at < PREPARING_GRACE:
+        return
+    job_id = batch.find(run.job_name)
+    if job_id:
+        StepRun.objects.filter(pk=run.pk, batch_job_id="").update(
+            batch_job_id=job_id, batch_state=RunState.SUBMITTED, submitted_at=now
+        )
+        return
+    with transaction.atomic():
+        if _end_run(run, RunState.ENDED, batch_state_detail="never submitted"):
+            step = Step.objects.get(pk=run.step_id)
+            if step.state in STEP_IN_BATCH:
+                step_transition(step=step, new=StepState.READY, reason="submission was lost; retrying")
+                _enqueue_advance(step.workflow_id)
+
+
+def _kick_stalled_workflows() -> None:
+    """Advance running workflows with READY steps or all steps ended (a lost advance task)."""
+    stalled = Workflow.objects.filter(state=WorkflowState.RUNNING, steps__state=StepState.READY).distinct()
+    for workflow_id in stalled.values_list("pk", flat=True):
+        _enqueue_advance(workflow_id)
+    for workflow in Workflow.objects.filter(state=WorkflowState.RUNNING).exclude(
+        steps__state__in=[s for s in StepState.values if s not in STEP_TERMINAL]
+    ):
+        _enqueue_advance(workflow.pk)
+
+
+def cancel_jobs(workflow_id) -> None:
+    """``scancel`` the unfinished jobs of this workflow only, then close their runs."""
+    batch = get_batch_system()
+    runs = list(
+        StepRun.objects.filter(step__workflow_id=workflow_id, finalized=False).exclude(batch_job_id="")
+    )
+    batch.cancel([r.batch_job_id for r in runs])
+    for run in runs:
+        _end_run(run, RunState.ENDED, batch_state_detail="CANCELLED")

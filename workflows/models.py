@@ -1,0 +1,170 @@
+"""Workflows, their steps, the dependency edges between steps, run attempts and state events.
+
+PostgreSQL (or SQLite) is the source of truth. The DAG is ``Step`` rows plus ``StepDependency``
+edges; this is also the embedded SQL graph store.
+"""
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from workflows.states import StepState, WorkflowState
+
+
+class Workflow(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workflows")
+    name = models.CharField(max_length=200)
+    state = models.CharField(max_length=20, choices=WorkflowState.choices, default=WorkflowState.SUBMITTED)
+    # The entry document, relative to the run directory's ``src/`` folder, and the job order
+    # (inputs) with File locations rewritten to absolute file:// URIs under ``src/``.
+    main_document = models.CharField(max_length=500)
+    cwl_version = models.CharField(max_length=10, blank=True)
+    process_class = models.CharField(max_length=30, blank=True)
+    inputs = models.JSONField(default=dict)
+    outputs = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+    @property
+    def run_dir(self):
+        from workflows.storage import workflow_dir
+
+        return workflow_dir(self.id)
+
+
+class WorkflowEvent(models.Model):
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="events")
+    old_state = models.CharField(max_length=20, blank=True)
+    new_state = models.CharField(max_length=20)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.old_state or '-'} -> {self.new_state} ({self.reason})"
+
+
+class Step(models.Model):
+    """One step of a workflow: a node of the DAG.
+
+    ``path`` is the step's id inside the workflow (``grep``, or ``inner/grep`` for a step of a
+    subworkflow). ``tool_ref`` is the step's ``run`` reference as loaded (a URI into ``src/``).
+    """
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=300)
+    tool_ref = models.TextField()
+    tool_class = models.CharField(max_length=30)
+    state = models.CharField(max_length=20, choices=StepState.choices, default=StepState.WAITING)
+    job_order = models.JSONField(null=True, blank=True)
+    outputs = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    depends_on = models.ManyToManyField(
+        "self", symmetrical=False, through="StepDependency", related_name="dependents"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["workflow", "name"], name="uniq_step_name")]
+        indexes = [models.Index(fields=["workflow", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.state}]"
+
+
+class StepDependency(models.Model):
+    upstream = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="+")
+    downstream = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["upstream", "downstream"], name="uniq_step_edge")]
+
+
+class StepEvent(models.Model):
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="events")
+    old_state = models.CharField(max_length=20, blank=True)
+    new_state = models.CharField(max_length=20)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.old_state or '-'} -> {self.new_state} ({self.reason})"
+
+
+def _new_run_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class StepRun(models.Model):
+    """One attempt at running a step as a batch job.
+
+    The job name given to the batch system is ``apiary-<run id>``, so a job whose ``sbatch``
+    reply was lost can be found again by name. ``token`` authenticates the job wrapper's
+    completion notice for this run only.
+    """
+
+    class BatchState(models.TextChoices):
+        PREPARING = "PREPARING"  # row written, script not yet submitted
+        SUBMITTED = "SUBMITTED"
+        PENDING = "PENDING"
+        RUNNING = "RUNNING"
+        ENDED = "ENDED"  # the batch job left the system; see exit_code / batch_state_detail
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="runs")
+    attempt = models.PositiveIntegerField()
+    batch_system = models.CharField(max_length=20)
+    batch_job_id = models.CharField(max_length=64, blank=True)
+    batch_state = models.CharField(max_length=20, choices=BatchState.choices, default=BatchState.PREPARING)
+    batch_state_detail = models.CharField(max_length=40, blank=True)
+    node = models.CharField(max_length=200, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    token = models.CharField(max_length=64, default=_new_run_token, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    finalized = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["step_id", "attempt"]
+        constraints = [models.UniqueConstraint(fields=["step", "attempt"], name="uniq_run_attempt")]
+        indexes = [
+            models.Index(
+                fields=["batch_state"],
+                name="run_unfinalized",
+                condition=models.Q(finalized=False),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} (attempt {self.attempt}, job {self.batch_job_id or '-'})"
+
+    @property
+    def job_name(self) -> str:
+        return f"apiary-{self.pk}"
+
+    @property
+    def run_dir(self):
+        from workflows.storage import run_dir
+
+        return run_dir(self)

@@ -1,0 +1,27 @@
+from django.urls import path
+
+from workflows import api
+
+urlpatterns = [
+    path("workflows/", api.WorkflowListApi.as_view(), name="api-workflows"),
+    path("workflows/<str:workflow_id>/", api.WorkflowDetailApi.as_view(), name="api-workflow"),
+    path(
+        "workflows/<str:workflow_id>/<str:action>/",
+        api.WorkflowActionApi.as_view(),
+        name="api-workflow-action",
+    ),
+    path(
+        "workflows/<str:workflow_id>/outputs", api.WorkflowOutputsApi.as_view(), name="api-workflow-outputs"
+    ),
+    path(
+        "workflows/<str:workflow_id>/files/<path:path>",
+        api.WorkflowFileApi.as_view(),
+        name="api-workflow-file",
+    ),
+    path(
+        "workflows/<str:workflow_id>/steps/<path:step_name>/logs/<str:stream>",
+        api.StepLogApi.as_view(),
+        name="api-step-log",
+    ),
+    path("runs/<int:run_id>/finished", api.RunFinishedApi.as_view(), name="api-run-finished"),
+]
