@@ -96,6 +96,9 @@ class StepDependency(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["upstream", "downstream"], name="uniq_step_edge")]
 
+    def __str__(self) -> str:
+        return f"{self.upstream_id} -> {self.downstream_id}"
+
 
 class StepEvent(models.Model):
     step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="events")
