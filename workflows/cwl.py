@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 RUNNABLE_CLASSES = {"CommandLineTool", "ExpressionTool"}
 SUPPORTED_TOP = RUNNABLE_CLASSES | {"Workflow"}
 SINGLE_TOOL_STEP = "main"
+ORIGINAL_VERSION = "http://commonwl.org/cwltool#original_cwlVersion"
 
 
 class CwlError(ApplicationError):
@@ -133,7 +134,9 @@ class ProcessSpec:
 def describe(process: Process) -> ProcessSpec:
     """The DAG of a loaded process: its steps and their upstream steps."""
     cls = process.tool["class"]
-    version = str(process.metadata.get("cwlVersion", ""))
+    version = str(
+        process.metadata.get(ORIGINAL_VERSION) or process.metadata.get("cwlVersion", "")
+    )
     if cls in RUNNABLE_CLASSES:
         return ProcessSpec(cls, version, [StepSpec(SINGLE_TOOL_STEP, process.tool["id"], cls)])
     if cls != "Workflow":

@@ -1,0 +1,55 @@
+"""Shared test set-up.
+
+The run folders and the local-batch records live in a fresh temporary directory for the whole
+session; the Celery worker started by the integration fixtures is given the same paths.
+"""
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_dirs(tmp_path_factory):
+    from django.conf import settings
+
+    scratch = tmp_path_factory.mktemp("apiary")
+    settings.VAR_DIR = scratch
+    settings.APIARY_RUNS_DIR = scratch / "runs"
+    settings.APIARY_CALLBACK_URL = ""
+    return scratch
+
+
+@pytest.fixture
+def user(db):
+    from portal.services import user_ensure
+
+    return user_ensure(username="alice", password="alice-password")
+
+
+@pytest.fixture
+def other_user(db):
+    from portal.services import user_ensure
+
+    return user_ensure(username="bob", password="bob-password")
+
+
+@pytest.fixture
+def api(user):
+    """A DRF client authenticated with alice's personal API token."""
+    from rest_framework.test import APIClient
+
+    from portal.services import api_token_create
+
+    _, secret = api_token_create(user=user, name="tests")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+def example_files(name: str) -> dict[str, bytes]:
+    folder = EXAMPLES / name
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
