@@ -1,6 +1,6 @@
 """``apiary``: the command-line client of Apiary's REST API (``/api/v1/``).
 
-It talks to the server over HTTP only and never imports Django. The server and the personal API
+It talks to the server over HTTP only, never through Django. The server and the personal API
 token come from ``--server/-s`` and ``--token/-t``, else ``APIARY_SERVER`` / ``APIARY_TOKEN``, else
 the config file ``~/.config/apiary/config.json`` (``APIARY_CONFIG`` overrides the path) that
 ``apiary login`` writes. The default server is ``http://127.0.0.1:8000``.
@@ -8,7 +8,7 @@ the config file ``~/.config/apiary/config.json`` (``APIARY_CONFIG`` overrides th
 Exit codes scripts can rely on:
 
 * 0 - success.
-* 1 - the API refused the request (a 4xx not listed below), or ``query --watch`` saw the workflow
+* 1 - the API refused the request (a 4xx not listed below, or a 500), or ``query --watch`` saw the workflow
   end in a state other than COMPLETED (a declined confirmation also exits 1).
 * 2 - usage error: bad arguments, unreadable config, ``cancel``/``delete`` without ``--yes`` and no
   terminal to ask on.
@@ -41,6 +41,7 @@ import typer
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -166,8 +167,8 @@ class Client:
             return {}
         return {"Authorization": f"Bearer {self.token}"}
 
-    def request(self, method: str, url: str, *, raw: bool = False, **kwargs) -> Any:
-        """Send a request; return the decoded JSON (None for 204) or, with ``raw``, the response."""
+    def request(self, method: str, url: str, **kwargs) -> Any:
+        """Send a request (``url`` relative to ``/api/v1/``); return its JSON, or None if empty."""
         try:
             response = self._http.request(method, url, headers=self._headers(url), **kwargs)
         except httpx.TimeoutException as exc:
@@ -175,8 +176,6 @@ class Client:
         except httpx.HTTPError as exc:
             raise CliError(EXIT_UNREACHABLE, f"cannot reach {self.server}: {exc}") from None
         self.check(response)
-        if raw:
-            return response
         if response.status_code == 204 or not response.content:
             return None
         try:
@@ -306,6 +305,11 @@ def handle_errors(fn):
     return wrapper
 
 
+def _note(state: State, text: str) -> None:
+    """A remark for humans on stderr (stdout stays clean for scripts)."""
+    state.err.print(text, style="dim", highlight=False, markup=False, soft_wrap=True)
+
+
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -358,10 +362,12 @@ def _show(console: Console, renderable) -> None:
     if console.is_terminal:
         console.print(renderable)
     else:
-        console.print(renderable, width=max(console.measure(renderable).maximum, 40), crop=False)
+        width = Measurement.get(console, console.options.update_width(1000), renderable).maximum
+        console.width = max(width, 40)
+        console.print(renderable, crop=False)
 
 
-def _when(value: str | None, seconds: bool = True) -> str:
+def _when(value: str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     if not value:
         return ""
     try:
@@ -370,7 +376,7 @@ def _when(value: str | None, seconds: bool = True) -> str:
         return str(value)
     if moment.tzinfo is not None:
         moment = moment.astimezone()
-    return moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    return moment.strftime(fmt)
 
 
 def _state_text(state: str | None) -> Text:
@@ -382,23 +388,23 @@ def _progress(workflow: dict) -> str:
     return f"{workflow.get('steps_done') or 0}/{workflow.get('steps_total') or 0}"
 
 
-def render_list(results: list[dict]) -> Table:
+def render_list(results: list[dict], width: int = 200) -> Table:
+    """The workflows table; narrower terminals get shorter dates, then none."""
+    dates = "%Y-%m-%d %H:%M" if width >= 110 else "%m-%d %H:%M" if width >= 95 else None
     table = Table(box=box.SIMPLE_HEAD)
     table.add_column("id", no_wrap=True, min_width=36)
-    table.add_column("name", min_width=8)
+    table.add_column("name")
     table.add_column("state", no_wrap=True)
     table.add_column("steps", justify="right", no_wrap=True)
-    table.add_column("created", min_width=10)
-    table.add_column("ended", min_width=10)
+    if dates:
+        table.add_column("created", no_wrap=True)
+        table.add_column("ended", no_wrap=True)
     for w in results:
-        table.add_row(
-            Text(str(w.get("id", ""))),
-            Text(str(w.get("name", ""))),
-            _state_text(w.get("state")),
-            _progress(w),
-            _when(w.get("created_at"), seconds=False),
-            _when(w.get("ended_at"), seconds=False),
-        )
+        cells = [Text(str(w.get("id", ""))), Text(str(w.get("name", ""))), _state_text(w.get("state"))]
+        cells.append(_progress(w))
+        if dates:
+            cells += [_when(w.get("created_at"), dates), _when(w.get("ended_at"), dates)]
+        table.add_row(*cells)
     return table
 
 
@@ -416,12 +422,12 @@ def render_workflow(detail: dict) -> Group:
         head.add_row("error", Text(str(detail["error"]), style="red"))
     steps = Table(box=box.SIMPLE_HEAD)
     for name, options in [
-        ("step", {"min_width": 8}),
+        ("step", {}),
         ("state", {"no_wrap": True}),
         ("job id", {"no_wrap": True}),
         ("node", {}),
-        ("started", {"min_width": 10}),
-        ("ended", {"min_width": 10}),
+        ("started", {}),
+        ("ended", {}),
         ("exit", {"justify": "right"}),
     ]:
         steps.add_column(name, **options)
@@ -629,7 +635,7 @@ def submit(
             raise typer.BadParameter(f"{inputs} is not a file", param_hint="'--inputs'")
     sub = pack_submission(workflow, files or [], inputs_path, bundle=bundle, main=main_doc)
     for note in sub.notes:
-        state.err.print(f"note: {note}", style="dim", highlight=False, markup=False)
+        _note(state, f"note: {note}")
     data = {"start": "true" if start else "false"}
     for key, value in (
         ("main", sub.main),
@@ -647,12 +653,10 @@ def submit(
         _print_json(detail)
         return
     typer.echo(detail["id"])
-    state.err.print(
+    _note(
+        state,
         f"submitted {detail.get('name', '')!r} ({detail.get('state', '?')}); "
         f"follow it with: apiary query {detail['id']} --watch",
-        style="dim",
-        highlight=False,
-        markup=False,
     )
 
 
@@ -756,12 +760,10 @@ def list_(
         for w in results:
             typer.echo(w.get("id"))
     else:
-        _show(state.out, render_list(results))
+        _show(state.out, render_list(results, state.out.width if state.out.is_terminal else 200))
         if count > offset + len(results):
-            state.err.print(
-                f"{len(results)} of {count} workflows shown; see the rest with --all-pages or --offset",
-                style="dim",
-                highlight=False,
+            _note(
+                state, f"{len(results)} of {count} workflows shown; see the rest with --all-pages or --offset"
             )
 
 
@@ -808,7 +810,7 @@ def _poll(client: Client, workflow_id: str, interval: float, log: Console | None
             live.update(render_workflow(detail), refresh=True)
         status = f"{detail.get('state')} {_progress(detail)}"
         if log is not None and status != last:
-            log.print(f"{_when(datetime.now().isoformat())} {status}", highlight=False, markup=False)
+            log.print(f"{datetime.now():%H:%M:%S} {status}", highlight=False, markup=False, soft_wrap=True)
         last = status
         if detail.get("state") in WORKFLOW_FINISHED:
             return detail
@@ -889,7 +891,7 @@ def outputs(
     elif result:
         state.out.print_json(data=result)
     else:
-        state.err.print("no outputs (yet)", style="dim")
+        _note(state, "no outputs (yet)")
     if download is None:
         return
     log = state.err if as_json else state.out
@@ -902,19 +904,21 @@ def outputs(
         elif location.startswith(("http://", "https://")):
             url = location
         else:
-            log.print(f"skipped {location or file.get('basename')}: not downloadable", highlight=False)
+            log.print(
+                f"skipped {location or file.get('basename')}: not downloadable", markup=False, soft_wrap=True
+            )
             continue
         basename = _safe_relative(str(file.get("basename") or Path(str(path or location)).name))
         target = download / basename.name if basename else None
         if target is None or target in taken:
             relative = _safe_relative(str(path or ""))
             if relative is None:
-                log.print(f"skipped {location}: no safe file name", highlight=False)
+                log.print(f"skipped {location}: no safe file name", markup=False, soft_wrap=True)
                 continue
             target = download / relative
         taken.add(target)
         size = client.download(url, target)
-        log.print(f"{target} ({size} bytes)", highlight=False, markup=False)
+        log.print(f"{target} ({size} bytes)", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -953,7 +957,7 @@ def login(
     try:
         stored = read_config(path)
     except CliError as exc:
-        state.err.print(f"note: replacing it: {exc.message}", highlight=False, markup=False)
+        _note(state, f"note: replacing it: {exc.message}")
         stored = {}
     stored.update(server=server, token=token)
     write_config(path, stored)

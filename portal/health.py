@@ -14,9 +14,13 @@ def _database() -> tuple[bool, str]:
 
 
 def _broker() -> tuple[bool, str]:
-    from portal.celery import app
+    from kombu import Connection
 
-    with app.connection_for_write() as conn:
+    with Connection(
+        settings.CELERY_BROKER_URL,
+        transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        connect_timeout=3,
+    ) as conn:
         conn.ensure_connection(max_retries=1, timeout=3)
         return True, conn.as_uri()
 

@@ -299,7 +299,7 @@ def finalize_run(run_id: int, status: JobStatus | None = None, reported_exit_cod
 def _enqueue_advance(workflow_id) -> None:
     from workers.tasks import advance as advance_task
 
-    transaction.on_commit(lambda: advance_task.delay(str(workflow_id)))
+    transaction.on_commit(lambda: advance_task.delay(str(workflow_id)), robust=True)
 
 
 def reconcile(batch=None) -> dict:
@@ -311,6 +311,13 @@ def reconcile(batch=None) -> dict:
     for run in [r for r in runs if not r.batch_job_id]:
         _recover_unsubmitted(batch, run, now)
     with_ids = [r for r in runs if r.batch_job_id]
+    # Jobs of cancelled steps whose scancel task was lost (broker down at cancel time).
+    orphans = [r for r in with_ids if r.step.state == StepState.CANCELLED]
+    if orphans:
+        batch.cancel([r.batch_job_id for r in orphans])
+        for run in orphans:
+            summary["finalized"] += _end_run(run, RunState.ENDED, batch_state_detail="CANCELLED")
+        with_ids = [r for r in with_ids if r not in orphans]
     statuses = batch.query([r.batch_job_id for r in with_ids]) if with_ids else {}
     for run in with_ids:
         status = statuses.get(run.batch_job_id)

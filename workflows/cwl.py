@@ -134,9 +134,7 @@ class ProcessSpec:
 def describe(process: Process) -> ProcessSpec:
     """The DAG of a loaded process: its steps and their upstream steps."""
     cls = process.tool["class"]
-    version = str(
-        process.metadata.get(ORIGINAL_VERSION) or process.metadata.get("cwlVersion", "")
-    )
+    version = str(process.metadata.get(ORIGINAL_VERSION) or process.metadata.get("cwlVersion", ""))
     if cls in RUNNABLE_CLASSES:
         return ProcessSpec(cls, version, [StepSpec(SINGLE_TOOL_STEP, process.tool["id"], cls)])
     if cls != "Workflow":
@@ -156,7 +154,7 @@ def describe(process: Process) -> ProcessSpec:
             raise CwlError(f"Step {name!r} uses scatter, which is not supported yet.")
         upstream = set()
         for inp in step.tool["inputs"]:
-            for src in aslist(inp.get("source")):
+            for src in aslist(inp.get("source") or []):
                 owner = src.rsplit("/", 1)[0]
                 if owner in names:
                     upstream.add(names[owner])

@@ -77,7 +77,11 @@ class Step(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     depends_on = models.ManyToManyField(
-        "self", symmetrical=False, through="StepDependency", related_name="dependents"
+        "self",
+        symmetrical=False,
+        through="StepDependency",
+        through_fields=("downstream", "upstream"),
+        related_name="dependents",
     )
 
     class Meta:

@@ -8,6 +8,7 @@ transaction. Work outside the database (``sbatch``, ``scancel``) is enqueued on 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -187,6 +188,10 @@ def workflow_submit(
             )
             final.parent.mkdir(parents=True, exist_ok=True)
             incoming.rename(final)
+    except cwl.CwlError as exc:
+        shutil.rmtree(incoming, ignore_errors=True)
+        exc.message = _relative_paths(exc.message, src)
+        raise
     except Exception:
         shutil.rmtree(incoming, ignore_errors=True)
         if "final" in locals() and final.exists() and not Workflow.objects.filter(pk=workflow_id).exists():
@@ -195,6 +200,13 @@ def workflow_submit(
     if start:
         workflow_start(workflow=workflow)
     return workflow
+
+
+def _relative_paths(message: str, src: Path) -> str:
+    """Show paths in validator messages relative to the submission, as the user knows them."""
+    for prefix in (str(src.resolve()), os.path.relpath(src.resolve()), str(src)):
+        message = message.replace(prefix + "/", "")
+    return message
 
 
 def _relocate(value, old_prefix: str, new_prefix: str):
@@ -213,7 +225,7 @@ def _relocate(value, old_prefix: str, new_prefix: str):
 def _enqueue_advance(workflow_id) -> None:
     from workers.tasks import advance
 
-    transaction.on_commit(lambda: advance.delay(str(workflow_id)))
+    transaction.on_commit(lambda: advance.delay(str(workflow_id)), robust=True)
 
 
 def workflow_start(*, workflow: Workflow) -> Workflow:
@@ -252,7 +264,7 @@ def workflow_cancel(*, workflow: Workflow, reason: str = "cancelled by user") ->
             raise Conflict(f"Workflow {workflow.id} changed state meanwhile; try again.")
         for step in workflow.steps.exclude(state__in=STEP_TERMINAL):
             step_transition(step=step, new=StepState.CANCELLED, reason=reason)
-        transaction.on_commit(lambda: cancel_jobs.delay(str(workflow.id)))
+        transaction.on_commit(lambda: cancel_jobs.delay(str(workflow.id)), robust=True)
     return workflow
 
 
@@ -273,4 +285,4 @@ def run_report_finished(*, run_id: int, token: str, exit_code: int | None, node:
         raise NotFound(f"No run {run_id} with this token.")
     if node and not run.node:
         StepRun.objects.filter(pk=run.pk, node="").update(node=node[:200])
-    transaction.on_commit(lambda: finalize_run.delay(run.pk, exit_code))
+    transaction.on_commit(lambda: finalize_run.delay(run.pk, exit_code), robust=True)

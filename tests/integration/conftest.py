@@ -26,7 +26,7 @@ def real_services():
     if missing:
         pytest.fail(
             f"integration tests need the real services; {', '.join(missing)} not set. "
-            "Run scripts/test (or: scripts/services up && eval \"$(scripts/services env)\")."
+            'Run scripts/test (or: scripts/services up && eval "$(scripts/services env)").'
         )
 
 
@@ -60,9 +60,24 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_fact
     subprocess.run([*celery, "purge", "-f"], env=env, cwd=REPO, capture_output=True, check=False)
     log_file = open(logs / "worker.log", "w")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
-        [*celery, "worker", "-B", "-s", str(logs / "beat-schedule"), "-l", "info", "--concurrency", "2",
-         "-n", f"tests-{os.getpid()}@%h"],
-        env=env, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            *celery,
+            "worker",
+            "-B",
+            "-s",
+            str(logs / "beat-schedule"),
+            "-l",
+            "info",
+            "--concurrency",
+            "2",
+            "-n",
+            f"tests-{os.getpid()}@%h",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while "ready." not in (logs / "worker.log").read_text():

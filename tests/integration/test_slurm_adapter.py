@@ -24,7 +24,9 @@ def _in_squeue(job_id) -> bool:
 
 def test_job_is_seen_in_squeue_then_its_end_read_from_sacct(tmp_path):
     slurm = SlurmBatchSystem()
-    job_id = slurm.submit(_script(tmp_path, "sleep 3; exit 3"), job_name="apiary-test-adapter", workdir=tmp_path)
+    job_id = slurm.submit(
+        _script(tmp_path, "sleep 3; exit 3"), job_name="apiary-test-adapter", workdir=tmp_path
+    )
     assert job_id.isdigit()
     assert _in_squeue(job_id)
     status = slurm.query([job_id])[job_id]
@@ -32,7 +34,8 @@ def test_job_is_seen_in_squeue_then_its_end_read_from_sacct(tmp_path):
 
     wait_for(lambda: not _in_squeue(job_id), timeout=60, what=f"job {job_id} to leave squeue")
     final = wait_for(
-        lambda: (s := slurm.query([job_id]).get(job_id)) and not s.active and s, timeout=60,
+        lambda: (s := slurm.query([job_id]).get(job_id)) and not s.active and s,
+        timeout=60,
         what=f"sacct to report job {job_id}",
     )
     assert final.state == base.FAILED

@@ -14,9 +14,7 @@ FINISHED = {"COMPLETED", "FAILED", "PARTIAL_FAIL", "CANCELLED"}
 
 
 def _submit(api, example="grep-wc", main="workflow.cwl", inputs="inputs.yml", **extra):
-    files = [
-        (name, data) for name, data in example_files(example).items()
-    ]
+    files = [(name, data) for name, data in example_files(example).items()]
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     payload = {"files": [SimpleUploadedFile(n, d) for n, d in files], "main": main, "inputs": inputs, **extra}
@@ -48,7 +46,8 @@ def test_grep_wc_completes_with_87_lines(api, celery_worker):
 
     sacct = subprocess.run(
         ["sacct", "-n", "-P", "-X", "-o", "State", "-j", steps["wc"]["batch_job_id"]],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert sacct.stdout.strip() == "COMPLETED"
     script = api.get(f"/api/v1/workflows/{workflow.id}/steps/wc/logs/script").json()["text"]
@@ -60,11 +59,17 @@ def test_pause_keeps_wc_waiting_until_resumed(api, celery_worker):
     body = _submit(api, main="slow-grep.cwl", inputs="inputs-slow.yml", inputs_text="")
     workflow_id = body["id"]
     wait_for(
-        lambda: Step.objects.get(workflow_id=workflow_id, name="grep").state in ("SUBMITTED", "PENDING", "RUNNING"),
+        lambda: (
+            Step.objects.get(workflow_id=workflow_id, name="grep").state
+            in ("SUBMITTED", "PENDING", "RUNNING")
+        ),
         what="grep to be submitted",
     )
     assert api.post(f"/api/v1/workflows/{workflow_id}/pause/").status_code == 200
-    wait_for(lambda: Step.objects.get(workflow_id=workflow_id, name="grep").state == "COMPLETED", what="grep to end")
+    wait_for(
+        lambda: Step.objects.get(workflow_id=workflow_id, name="grep").state == "COMPLETED",
+        what="grep to end",
+    )
     # Paused: the completion is recorded but wc is not submitted.
     wc = Step.objects.get(workflow_id=workflow_id, name="wc")
     assert Workflow.objects.get(pk=workflow_id).state == "PAUSED"
@@ -77,11 +82,25 @@ def test_pause_keeps_wc_waiting_until_resumed(api, celery_worker):
 
 
 def test_cancel_scancels_only_this_workflows_job(api, celery_worker):
-    victim = _submit(api, main="slow-grep.cwl", inputs="inputs-slow.yml", inputs_text="seconds: 60\npattern: integer\ninfile: {class: File, path: lorem.txt}\n")
-    bystander = _submit(api, main="slow-grep.cwl", inputs="inputs-slow.yml", inputs_text="seconds: 6\npattern: integer\ninfile: {class: File, path: lorem.txt}\n")
+    victim = _submit(
+        api,
+        main="slow-grep.cwl",
+        inputs="inputs-slow.yml",
+        inputs_text="seconds: 60\npattern: integer\ninfile: {class: File, path: lorem.txt}\n",
+    )
+    bystander = _submit(
+        api,
+        main="slow-grep.cwl",
+        inputs="inputs-slow.yml",
+        inputs_text="seconds: 6\npattern: integer\ninfile: {class: File, path: lorem.txt}\n",
+    )
 
     def job_id(workflow_id):
-        run = StepRun.objects.filter(step__workflow_id=workflow_id, step__name="grep").exclude(batch_job_id="").first()
+        run = (
+            StepRun.objects.filter(step__workflow_id=workflow_id, step__name="grep")
+            .exclude(batch_job_id="")
+            .first()
+        )
         return run.batch_job_id if run else None
 
     victim_job = wait_for(lambda: job_id(victim["id"]), what="victim job id")
@@ -91,7 +110,9 @@ def test_cancel_scancels_only_this_workflows_job(api, celery_worker):
     assert response.json()["state"] == "CANCELLED"
 
     def sacct_state(job):
-        out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "State", "-j", job], capture_output=True, text=True)
+        out = subprocess.run(
+            ["sacct", "-n", "-P", "-X", "-o", "State", "-j", job], capture_output=True, text=True
+        )
         return out.stdout.strip()
 
     wait_for(lambda: sacct_state(victim_job).startswith("CANCELLED"), what="victim job CANCELLED in sacct")
@@ -102,3 +123,21 @@ def test_cancel_scancels_only_this_workflows_job(api, celery_worker):
     again = api.post(f"/api/v1/workflows/{victim['id']}/cancel/")
     assert again.status_code == 409
     assert "CANCELLED" in again.json()["message"]
+
+
+def test_failed_step_gives_dep_fail_downstream_and_partial_fail(api, celery_worker):
+    from tests.conftest import REPO
+
+    folder = REPO / "tests" / "fixtures" / "partial-fail"
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in folder.iterdir()]
+    response = api.post("/api/v1/workflows/", {"files": files, "main": "workflow.cwl"}, format="multipart")
+    assert response.status_code == 201, response.content
+    workflow = wait_for(lambda: _finished(response.json()["id"]), what="partial-fail workflow to finish")
+    states = {s.name: s.state for s in workflow.steps.all()}
+    assert states == {"fail": "FAILED", "after_fail": "DEP_FAIL", "ok": "COMPLETED", "after_ok": "COMPLETED"}
+    assert workflow.state == "PARTIAL_FAIL"
+    failed = workflow.steps.get(name="fail")
+    assert failed.runs.get().exit_code == 1
+    assert "exit code 1" in failed.error

@@ -304,7 +304,8 @@ def test_submit_validation_error_shows_message_and_extra(runner, use, workflow_f
     use(Api({"POST /api/v1/workflows/": httpx.Response(400, json=error)}))
     result = runner.invoke(cli.app, ["submit", str(workflow_folder / "workflow.cwl")])
     assert result.exit_code == 1
-    assert result.stderr.strip() == 'error: The inputs are not valid. {"fields": {"pattern": ["missing"]}}'
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == 'error: The inputs are not valid. {"fields": {"pattern": ["missing"]}}'
     assert "Traceback" not in result.output
 
 

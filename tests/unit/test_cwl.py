@@ -71,9 +71,9 @@ def test_step_inputs_come_from_upstream_outputs():
     produced = {"class": "File", "location": "file:///tmp/grepout.txt"}
     wc_in = cwl.step_job_order(process, "wc", job, {"grep": {"outfile": produced}})
     assert wc_in == {"infile": produced}
-    assert cwl.workflow_outputs(process, job, {"grep": {"outfile": produced}, "wc": {"outfile": produced}}) == {
-        "counts": produced
-    }
+    assert cwl.workflow_outputs(
+        process, job, {"grep": {"outfile": produced}, "wc": {"outfile": produced}}
+    ) == {"counts": produced}
 
 
 def test_scatter_is_refused_with_a_clear_message(tmp_path: Path):

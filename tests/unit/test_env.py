@@ -41,7 +41,10 @@ def test_settings_refuse_bad_value_at_startup(monkeypatch):
 
     env = {"APIARY_BATCH_SYSTEM": "pbs", "DJANGO_SETTINGS_MODULE": "portal.settings", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
-        [sys.executable, "manage.py", "check"], capture_output=True, text=True, env=env,
+        [sys.executable, "manage.py", "check"],
+        capture_output=True,
+        text=True,
+        env=env,
         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]),
     )
     assert proc.returncode != 0

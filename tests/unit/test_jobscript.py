@@ -22,7 +22,9 @@ def _spec(tmp_path, **kw):
 
 
 def test_render_has_sbatch_header_from_resources(tmp_path):
-    text = render(_spec(tmp_path, cores=2.5, ram_mib=1000, time_limit_seconds=90, sbatch_options=["--qos=high"]))
+    text = render(
+        _spec(tmp_path, cores=2.5, ram_mib=1000, time_limit_seconds=90, sbatch_options=["--qos=high"])
+    )
     assert text.startswith("#!/bin/bash\n#SBATCH --job-name=apiary-7\n")
     assert "#SBATCH --cpus-per-task=3" in text
     assert "#SBATCH --mem=1000M" in text
@@ -47,7 +49,9 @@ def test_rendered_script_runs_and_records_exit_code(tmp_path):
 
 
 def test_callback_carries_the_run_token(tmp_path):
-    text = render(_spec(tmp_path, callback_url="http://portal/api/v1/runs/7/finished", callback_token="s3cret"))
+    text = render(
+        _spec(tmp_path, callback_url="http://portal/api/v1/runs/7/finished", callback_token="s3cret")
+    )
     assert "X-Apiary-Run-Token: s3cret" in text
     assert "http://portal/api/v1/runs/7/finished" in text
     assert "|| true" in text  # a failed notice never fails the job
