@@ -71,6 +71,7 @@ def render(spec: JobSpec) -> str:
         "",
         "set -u",
         f"RUN_DIR={q(spec.run_dir)}",
+        'echo "node=$(hostname -s) started=$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$RUN_DIR/job.started"',
         f"cd {q(spec.workdir)} || exit 70",
         "",
         "# The command, with exactly the environment CWL defines for it.",

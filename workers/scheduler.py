@@ -19,7 +19,7 @@ finds a job again whose ``sbatch`` reply was lost.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -206,6 +206,22 @@ def _maybe_finish(workflow: Workflow, process) -> None:
         workflow_transition(workflow=workflow, new=WorkflowState.FAILED, reason="steps failed")
 
 
+def _read_started(run_dir: Path) -> dict:
+    """``job.started``, written by the job script as it begins: node and start time."""
+    try:
+        fields = dict(part.split("=", 1) for part in (run_dir / "job.started").read_text().split())
+    except (OSError, ValueError):
+        return {}
+    result = {}
+    if fields.get("node"):
+        result["node"] = fields["node"][:200]
+    try:
+        result["started_at"] = datetime.fromisoformat(fields["started"].replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        pass
+    return result
+
+
 def _read_exit_code(run_dir: Path) -> int | None:
     try:
         return int((run_dir / "exit_code").read_text().strip())
@@ -231,11 +247,14 @@ def finalize_run(run_id: int, status: JobStatus | None = None, reported_exit_cod
     if exit_code is None and status is None:
         return False  # push without an exit code file yet: the reconcile will see the end
     fields = {"exit_code": exit_code if exit_code is not None else (status.exit_code if status else None)}
+    started = _read_started(run_dir)
+    fields["node"] = run.node or started.get("node", "")
+    fields["started_at"] = run.started_at or started.get("started_at")
     if status:
         fields.update(
-            node=status.node or run.node,
+            node=fields["node"] or status.node,
             batch_state_detail=status.detail or status.state,
-            started_at=run.started_at or status.started_at,
+            started_at=fields["started_at"] or status.started_at,
         )
         if status.ended_at:
             fields["ended_at"] = status.ended_at

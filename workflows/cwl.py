@@ -159,7 +159,19 @@ def describe(process: Process) -> ProcessSpec:
                 if owner in names:
                     upstream.add(names[owner])
         steps.append(StepSpec(name, step.embedded_tool.tool["id"], inner, sorted(upstream)))
-    return ProcessSpec(cls, version, steps)
+    return ProcessSpec(cls, version, _topological(steps))
+
+
+def _topological(steps: list[StepSpec]) -> list[StepSpec]:
+    """Steps ordered so that each comes after its upstream steps (stable by name)."""
+    from graphlib import CycleError, TopologicalSorter
+
+    by_name = {s.name: s for s in steps}
+    sorter = TopologicalSorter({s.name: s.upstream for s in sorted(steps, key=lambda s: s.name)})
+    try:
+        return [by_name[name] for name in sorter.static_order()]
+    except CycleError as exc:
+        raise CwlError(f"The workflow's steps depend on each other in a cycle: {exc.args[1]}") from None
 
 
 def validate_job_order(process: Process, job_order: dict[str, Any]) -> None:

@@ -43,7 +43,11 @@ def workflow_get(*, user, workflow_id) -> Workflow:
 
 
 def workflow_steps(*, workflow: Workflow) -> list[Step]:
+    """The steps with their dependencies and ``last_run`` (the latest attempt, or None)."""
     steps = list(workflow.steps.prefetch_related("runs", "depends_on"))
+    for step in steps:
+        runs = list(step.runs.all())
+        step.last_run = runs[-1] if runs else None
     return steps
 
 
