@@ -85,7 +85,7 @@ def render(spec: JobSpec) -> str:
     if spec.callback_url:
         lines.append(
             f"curl -fsS -m 10 -X POST -H {q('X-Apiary-Run-Token: ' + spec.callback_token)} "
-            f'--data "exit_code=$rc" {q(spec.callback_url)} '
+            f'--data "exit_code=$rc&node=$(hostname -s)" {q(spec.callback_url)} '
             ">/dev/null 2>&1 || true"
         )
     lines += ['exit "$rc"', ""]

@@ -32,7 +32,7 @@ from workers.batch import base as batch_states
 from workers.jobscript import render
 from workflows import cwl
 from workflows.models import Step, StepRun, Workflow
-from workflows.services import step_transition, workflow_transition
+from workflows.services import step_transition, steps_create, workflow_transition
 from workflows.states import (
     STEP_IN_BATCH,
     STEP_SUCCEEDED,
@@ -56,23 +56,37 @@ def load_workflow_process(workflow: Workflow):
     return cwl.load_process(source_dir(workflow.id) / workflow.main_document)
 
 
-def _finished_outputs(workflow: Workflow) -> dict[str, dict]:
-    return {s.name: (s.outputs or {}) for s in workflow.steps.filter(state__in=STEP_SUCCEEDED)}
+Kind = Step.Kind
+SCOPE_KINDS = (Kind.WORKFLOW, Kind.SCATTER)
 
 
 def advance(workflow_id) -> None:
     workflow = Workflow.objects.filter(pk=workflow_id).first()
     if workflow is None or workflow.state != WorkflowState.RUNNING:
         return
-    process = load_workflow_process(workflow)
-    while _promote(workflow):
-        pass
-    for step in list(workflow.steps.filter(state=StepState.READY)):
-        workflow.refresh_from_db(fields=["state"])
-        if workflow.state != WorkflowState.RUNNING:
-            return
-        _start_step(workflow, process, step)
-    _maybe_finish(workflow, process)
+    root = load_workflow_process(workflow)
+    moved = True
+    while moved:
+        moved = _promote(workflow)
+        moved |= _close_scopes(workflow, root)
+        for step in list(workflow.steps.filter(state=StepState.READY).select_related("parent")):
+            workflow.refresh_from_db(fields=["state"])
+            if workflow.state != WorkflowState.RUNNING:
+                return
+            try:
+                _start_step(workflow, root, step)
+            except Exception as exc:  # one bad step must not stall the workflow: fail it, go on
+                log.exception("starting step %s of workflow %s", step.name, workflow.id)
+                step.refresh_from_db(fields=["state"])
+                if step.state == StepState.READY:
+                    step_transition(
+                        step=step,
+                        new=StepState.FAILED,
+                        reason="internal error",
+                        error=f"Apiary could not start this step: {type(exc).__name__}: {exc}",
+                    )
+            moved = True
+    _maybe_finish(workflow, root)
 
 
 def _promote(workflow: Workflow) -> bool:
@@ -80,9 +94,8 @@ def _promote(workflow: Workflow) -> bool:
     moved = False
     steps = {s.pk: s for s in workflow.steps.all()}
     upstream: dict[int, list[Step]] = {pk: [] for pk in steps}
-    for down, up in Step.depends_on.through.objects.filter(downstream__workflow=workflow).values_list(
-        "downstream_id", "upstream_id"
-    ):
+    edges = Step.depends_on.through.objects.filter(downstream__workflow=workflow)
+    for down, up in edges.values_list("downstream_id", "upstream_id"):
         upstream[down].append(steps[up])
     for step in steps.values():
         if step.state != StepState.WAITING:
@@ -90,17 +103,32 @@ def _promote(workflow: Workflow) -> bool:
         ups = upstream[step.pk]
         failed = [u.name for u in ups if u.state in STEP_UNSUCCESSFUL]
         if failed:
-            moved |= step_transition(
-                step=step, new=StepState.DEP_FAIL, reason=f"upstream {', '.join(failed)} did not succeed"
-            )
+            reason = f"upstream {', '.join(failed)} did not succeed"
+            moved |= step_transition(step=step, new=StepState.DEP_FAIL, reason=reason)
         elif all(u.state in STEP_SUCCEEDED for u in ups):
             moved |= step_transition(step=step, new=StepState.READY, reason="inputs available")
     return moved
 
 
-def _start_step(workflow: Workflow, process, step: Step) -> None:
+def _scope(workflow: Workflow, step: Step) -> tuple[dict, dict[str, dict]]:
+    """The inputs of the workflow containing ``step`` and its finished siblings' outputs."""
+    parent = step.parent
+    inputs = workflow.inputs if parent is None else (parent.job_order or {})
+    siblings = Step.objects.filter(workflow=workflow, parent=parent, state__in=STEP_SUCCEEDED)
+    return inputs, {s.short_name: (s.outputs or {}) for s in siblings}
+
+
+def _start_step(workflow: Workflow, root, step: Step) -> None:
     try:
-        job_order = cwl.step_job_order(process, step.name, workflow.inputs, _finished_outputs(workflow))
+        if step.scatter_index is not None:
+            job_order = step.job_order  # computed when the scatter created its elements
+        else:
+            scope_inputs, siblings = _scope(workflow, step)
+            raw = cwl.resolve_step_inputs(root, step.tool_path, scope_inputs, siblings)
+            if step.kind == Kind.SCATTER:
+                _start_scatter(workflow, root, step, raw)
+                return
+            job_order = cwl.evaluate_step_inputs(root, step.tool_path, raw)
     except cwl.CwlError as exc:
         step_transition(
             step=step, new=StepState.FAILED, reason="inputs could not be computed", error=exc.message
@@ -109,11 +137,12 @@ def _start_step(workflow: Workflow, process, step: Step) -> None:
     if job_order is None:
         step_transition(step=step, new=StepState.SKIPPED, reason="'when' is false", outputs={})
         return
-    tool = cwl.step_tool(process, step.name)
-    if step.tool_class == "ExpressionTool":
-        run_dir = step_dir(workflow.id, step.name) / "expression"
+    process = cwl.node_process(root, step.tool_path)
+    if step.kind == Kind.EXPRESSION:
         try:
-            outputs = cwl_job.run_expression_tool(tool, job_order, run_dir)
+            outputs = cwl_job.run_expression_tool(
+                process, job_order, step_dir(workflow.id, step.name) / "expression"
+            )
         except cwl_job.JobBuildError as exc:
             step_transition(
                 step=step,
@@ -130,8 +159,86 @@ def _start_step(workflow: Workflow, process, step: Step) -> None:
             outputs=outputs,
             job_order=job_order,
         )
-        return
-    _submit_step(workflow, tool, step, job_order)
+    elif step.kind == Kind.WORKFLOW:
+        with transaction.atomic():
+            if step_transition(
+                step=step, new=StepState.RUNNING, reason="nested workflow started", job_order=job_order
+            ):
+                steps_create(
+                    workflow=workflow,
+                    parent=step,
+                    specs=cwl.child_specs(process),
+                    base_path=list(step.tool_path),
+                    name_prefix=f"{step.name}/",
+                )
+    else:
+        _submit_step(workflow, process, step, job_order)
+
+
+def _start_scatter(workflow: Workflow, root, step: Step, raw: dict) -> None:
+    elements, shape = cwl.scatter_elements(root, step.tool_path, raw)
+    evaluated = [cwl.evaluate_step_inputs(root, step.tool_path, e) for e in elements]
+    kind = cwl.kind_of(cwl.node_process(root, step.tool_path))
+    with transaction.atomic():
+        if not step_transition(
+            step=step,
+            new=StepState.RUNNING,
+            reason=f"scattered into {len(elements)} elements",
+            scatter_shape=shape,
+        ):
+            return
+        Step.objects.bulk_create(
+            Step(
+                workflow=workflow,
+                parent=step,
+                name=f"{step.name}[{i}]",
+                tool_path=step.tool_path,
+                kind=kind,
+                scatter_index=i,
+                tool_ref=step.tool_ref,
+                tool_class=step.tool_class,
+                job_order=job,
+                state=StepState.READY if job is not None else StepState.SKIPPED,
+                outputs=None if job is not None else {},
+            )
+            for i, job in enumerate(evaluated)
+        )
+
+
+def _close_scopes(workflow: Workflow, root) -> bool:
+    """Finish RUNNING nested workflows and scatters whose children have all ended."""
+    moved = False
+    for step in workflow.steps.filter(state=StepState.RUNNING, kind__in=SCOPE_KINDS):
+        children = list(step.children.order_by("scatter_index", "id"))
+        if any(c.state not in STEP_TERMINAL for c in children):
+            continue
+        failed = [c.name for c in children if c.state in STEP_UNSUCCESSFUL]
+        if failed:
+            moved |= step_transition(
+                step=step,
+                new=StepState.FAILED,
+                reason="a child step failed",
+                error=f"failed: {', '.join(failed[:10])}",
+            )
+            continue
+        try:
+            if step.kind == Kind.SCATTER:
+                outputs = cwl.gather_scatter(
+                    root, step.tool_path, [c.outputs for c in children], step.scatter_shape
+                )
+            else:
+                outputs = cwl.scope_outputs(
+                    cwl.node_process(root, step.tool_path),
+                    step.job_order or {},
+                    {c.short_name: c.outputs or {} for c in children},
+                )
+        except cwl.CwlError as exc:
+            moved |= step_transition(step=step, new=StepState.FAILED, reason="outputs", error=exc.message)
+            continue
+        moved |= step_transition(
+            step=step, new=StepState.COMPLETED, reason="children completed", outputs=outputs
+        )
+    return moved
 
 
 def _submit_step(workflow: Workflow, tool, step: Step, job_order: dict) -> None:
@@ -185,13 +292,14 @@ def _end_run(run: StepRun, state: str, **fields) -> bool:
     )
 
 
-def _maybe_finish(workflow: Workflow, process) -> None:
-    states = list(workflow.steps.values_list("state", flat=True))
+def _maybe_finish(workflow: Workflow, root) -> None:
+    top = list(workflow.steps.filter(parent=None))
+    states = [s.state for s in top]
     if not all(s in STEP_TERMINAL for s in states):
         return
     if all(s in STEP_SUCCEEDED for s in states):
         try:
-            outputs = cwl.workflow_outputs(process, workflow.inputs, _finished_outputs(workflow))
+            outputs = cwl.scope_outputs(root, workflow.inputs, {s.short_name: s.outputs or {} for s in top})
         except cwl.CwlError as exc:
             workflow_transition(
                 workflow=workflow, new=WorkflowState.FAILED, reason="outputs", error=exc.message
@@ -293,8 +401,7 @@ def finalize_run(run_id: int, status: JobStatus | None = None, reported_exit_cod
 
     if exit_code is None:
         exit_code = status.exit_code if status and status.exit_code is not None else 1
-    process = load_workflow_process(workflow)
-    tool = cwl.step_tool(process, step.name)
+    tool = cwl.node_process(load_workflow_process(workflow), step.tool_path)
     try:
         succeeded, outputs = cwl_job.collect_outputs(tool, step.job_order or {}, run_dir, exit_code)
         error = "" if succeeded else f"exit code {exit_code}; see the step's stderr"

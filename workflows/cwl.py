@@ -4,22 +4,23 @@ Semantics come from cwltool (DESIGN.md principle 4); this module only adapts its
 Apiary's database model. Workflow-level state (which step is ready, its resolved inputs) lives in
 the database; cwltool's helpers compute the values.
 
-Supported now: a ``Workflow`` whose steps run ``CommandLineTool`` or ``ExpressionTool``
-processes, with ``in`` sources, defaults, ``linkMerge``, ``pickValue``, ``valueFrom`` and
-``when``; or a single ``CommandLineTool``/``ExpressionTool``. Steps that ``scatter`` or run a
-nested ``Workflow`` are refused at submission with a clear message until the scheduler handles
-them (see README, "CWL support").
+A node of the DAG is addressed by its *tool path*: the short names of the workflow steps leading
+to it from the submitted document (``["outer", "inner"]``); ``[]`` is the submitted process
+itself (a single tool). A step's inputs are resolved in its *scope*: the workflow that contains
+it, with that workflow's inputs and its sibling steps' outputs.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cwl_utils import expression
 from cwltool.context import LoadingContext, RuntimeContext
 from cwltool.errors import WorkflowException
 from cwltool.load_tool import load_tool
@@ -35,8 +36,6 @@ from portal.errors import ApplicationError
 
 log = logging.getLogger(__name__)
 
-RUNNABLE_CLASSES = {"CommandLineTool", "ExpressionTool"}
-SUPPORTED_TOP = RUNNABLE_CLASSES | {"Workflow"}
 SINGLE_TOOL_STEP = "main"
 ORIGINAL_VERSION = "http://commonwl.org/cwltool#original_cwlVersion"
 
@@ -116,11 +115,25 @@ def resolve_locations(value: Any, base: Path) -> Any:
     return out
 
 
+KIND_TOOL, KIND_EXPRESSION, KIND_WORKFLOW, KIND_SCATTER = "TOOL", "EXPRESSION", "WORKFLOW", "SCATTER"
+_KIND_OF_CLASS = {"CommandLineTool": KIND_TOOL, "ExpressionTool": KIND_EXPRESSION, "Workflow": KIND_WORKFLOW}
+
+
+def kind_of(process: Process) -> str:
+    cls = process.tool["class"]
+    if cls not in _KIND_OF_CLASS:
+        raise CwlError(
+            f"Process class {cls} cannot be run; use a Workflow, CommandLineTool or ExpressionTool."
+        )
+    return _KIND_OF_CLASS[cls]
+
+
 @dataclass
 class StepSpec:
     name: str
     tool_ref: str
     tool_class: str
+    kind: str
     upstream: list[str] = field(default_factory=list)
 
 
@@ -132,34 +145,49 @@ class ProcessSpec:
 
 
 def describe(process: Process) -> ProcessSpec:
-    """The DAG of a loaded process: its steps and their upstream steps."""
+    """The top-level DAG of a loaded process: its steps and their upstream steps."""
     cls = process.tool["class"]
     version = str(process.metadata.get(ORIGINAL_VERSION) or process.metadata.get("cwlVersion", ""))
-    if cls in RUNNABLE_CLASSES:
-        return ProcessSpec(cls, version, [StepSpec(SINGLE_TOOL_STEP, process.tool["id"], cls)])
-    if cls != "Workflow":
-        raise CwlError(f"Process class {cls} cannot be run; submit a Workflow or a CommandLineTool.")
-    assert isinstance(process, CwlWorkflow)
-    steps: list[StepSpec] = []
-    names = {s.id: shortname(s.id) for s in process.steps}
+    kind = kind_of(process)
+    if kind != KIND_WORKFLOW:
+        return ProcessSpec(cls, version, [StepSpec(SINGLE_TOOL_STEP, process.tool["id"], cls, kind)])
+    _check_nested(process)
+    return ProcessSpec(cls, version, child_specs(process))
+
+
+def _check_nested(process: Process) -> None:
+    """Refuse at submission what the scheduler cannot run, anywhere in the tree."""
+    if not isinstance(process, CwlWorkflow):
+        kind_of(process)
+        return
     for step in process.steps:
-        name = names[step.id]
-        inner = step.embedded_tool.tool["class"]
-        if inner not in RUNNABLE_CLASSES:
-            raise CwlError(
-                f"Step {name!r} runs a nested {inner}; nested workflows are not supported yet. "
-                "Inline its steps into the parent workflow."
-            )
-        if "scatter" in step.tool:
-            raise CwlError(f"Step {name!r} uses scatter, which is not supported yet.")
+        name = shortname(step.id)
+        if step.tool.get("loop") is not None:
+            raise CwlError(f"Step {name!r} uses 'loop', which Apiary does not support yet.")
+        if (
+            "scatter" in step.tool
+            and len(aslist(step.tool["scatter"])) > 1
+            and not step.tool.get("scatterMethod")
+        ):
+            raise CwlError(f"Step {name!r} scatters over several inputs; say which scatterMethod.")
+        _check_nested(step.embedded_tool)
+
+
+def child_specs(scope: CwlWorkflow) -> list[StepSpec]:
+    """The steps of a workflow with their upstream steps, in topological order."""
+    names = {s.id: shortname(s.id) for s in scope.steps}
+    steps: list[StepSpec] = []
+    for step in scope.steps:
         upstream = set()
         for inp in step.tool["inputs"]:
             for src in aslist(inp.get("source") or []):
                 owner = src.rsplit("/", 1)[0]
                 if owner in names:
                     upstream.add(names[owner])
-        steps.append(StepSpec(name, step.embedded_tool.tool["id"], inner, sorted(upstream)))
-    return ProcessSpec(cls, version, _topological(steps))
+        inner = step.embedded_tool
+        kind = KIND_SCATTER if "scatter" in step.tool else kind_of(inner)
+        steps.append(StepSpec(names[step.id], inner.tool["id"], inner.tool["class"], kind, sorted(upstream)))
+    return _topological(steps)
 
 
 def _topological(steps: list[StepSpec]) -> list[StepSpec]:
@@ -183,32 +211,39 @@ def validate_job_order(process: Process, job_order: dict[str, Any]) -> None:
         raise CwlError(f"Invalid inputs: {_clean(exc)}") from None
 
 
-def _workflow_step(process: CwlWorkflow, name: str):
-    for step in process.steps:
-        if shortname(step.id) == name:
-            return step
-    raise CwlError(f"Workflow has no step {name!r}.")
+# --- navigating the tree --------------------------------------------------------------------
 
 
-def step_tool(process: Process, name: str) -> Process:
-    if name == SINGLE_TOOL_STEP and process.tool["class"] in RUNNABLE_CLASSES:
-        return process
-    return _workflow_step(process, name).embedded_tool
+def workflow_step(root: Process, tool_path: list[str]):
+    """The cwltool ``WorkflowStep`` at ``tool_path`` (non-empty)."""
+    scope = node_process(root, tool_path[:-1])
+    if isinstance(scope, CwlWorkflow):
+        for step in scope.steps:
+            if shortname(step.id) == tool_path[-1]:
+                return step
+    raise CwlError(f"The workflow has no step {'/'.join(tool_path)!r}.")
 
 
-def _state(process: CwlWorkflow, job_order: dict, step_outputs: dict[str, dict]) -> dict:
-    """cwltool's workflow state: workflow inputs and finished steps' outputs by parameter id."""
+def node_process(root: Process, tool_path: list[str]) -> Process:
+    """The process run at ``tool_path`` (``[]``: the submitted process)."""
+    return root if not tool_path else workflow_step(root, tool_path).embedded_tool
+
+
+# --- step inputs ----------------------------------------------------------------------------
+
+
+def _state(scope: CwlWorkflow, scope_inputs: dict, sibling_outputs: dict[str, dict]) -> dict:
+    """cwltool's workflow state: the scope's inputs and finished siblings' outputs by id."""
     state: dict[str, WorkflowStateItem | None] = {}
-    for inp in process.tool["inputs"]:
+    for inp in scope.tool["inputs"]:
         key = shortname(inp["id"])
-        if key in job_order:
-            state[inp["id"]] = WorkflowStateItem(inp, job_order[key], "success")
-        elif "default" in inp:
-            state[inp["id"]] = WorkflowStateItem(inp, inp["default"], "success")
+        if scope_inputs.get(key) is not None:
+            value = scope_inputs[key]
         else:
-            state[inp["id"]] = WorkflowStateItem(inp, None, "success")
-    for step in process.steps:
-        outs = step_outputs.get(shortname(step.id))
+            value = inp.get("default")
+        state[inp["id"]] = WorkflowStateItem(inp, value, "success")
+    for step in scope.steps:
+        outs = sibling_outputs.get(shortname(step.id))
         if outs is None:
             continue
         for out in step.tool["outputs"]:
@@ -217,56 +252,154 @@ def _state(process: CwlWorkflow, job_order: dict, step_outputs: dict[str, dict])
 
 
 def _eval(expr, inputs, requirements, context=None):
-    from cwltool import expression
-
     return expression.do_eval(expr, inputs, requirements, None, None, {}, context=context)
 
 
-def step_job_order(process: Process, name: str, job_order: dict, step_outputs: dict[str, dict]):
-    """The input object of step ``name``, or ``None`` when its ``when`` is false.
+def _supports_multiple(scope: Process) -> bool:
+    return bool(scope.get_requirement("MultipleInputFeatureRequirement")[0])
 
-    ``step_outputs`` maps finished step names to their output objects.
+
+def resolve_step_inputs(
+    root: Process, tool_path: list[str], scope_inputs: dict, sibling_outputs: dict
+) -> dict:
+    """A step's input object before ``valueFrom`` and scatter, keyed by input id.
+
+    For the submitted process itself (``tool_path == []``) it is the job order as given.
     """
-    if name == SINGLE_TOOL_STEP and process.tool["class"] in RUNNABLE_CLASSES:
-        return dict(job_order)
-    assert isinstance(process, CwlWorkflow)
-    step = _workflow_step(process, name)
-    multiple = bool(process.get_requirement("MultipleInputFeatureRequirement")[0])
+    if not tool_path:
+        return dict(scope_inputs)
+    scope = node_process(root, tool_path[:-1])
+    step = workflow_step(root, tool_path)
     try:
         inputobj = object_from_state(
-            _state(process, job_order, step_outputs), step.tool["inputs"], False, multiple, "source"
+            _state(scope, scope_inputs, sibling_outputs),
+            step.tool["inputs"],
+            False,
+            _supports_multiple(scope),
+            "source",
         )
-        if inputobj is None:
-            raise CwlError(f"Step {name!r} is missing an input.")
+    except WorkflowException as exc:
+        raise CwlError(f"Step {'/'.join(tool_path)!r}: {_clean(exc)}") from None
+    if inputobj is None:
+        raise CwlError(f"Step {'/'.join(tool_path)!r} is missing an input.")
+    return inputobj
+
+
+def _load_contents(value) -> None:
+    from cwltool.utils import content_limit_respected_read
+
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict) and item.get("class") == "File" and item.get("contents") is None:
+            path = (
+                item["location"][len("file://") :]
+                if item["location"].startswith("file://")
+                else item["location"]
+            )
+            with open(path, "rb") as fh:
+                item["contents"] = content_limit_respected_read(fh)
+
+
+def evaluate_step_inputs(root: Process, tool_path: list[str], inputobj: dict) -> dict | None:
+    """``valueFrom`` and ``when`` on a (scattered) input object; ``None`` when ``when`` is false.
+
+    Returns the tool's job order keyed by short input names.
+    """
+    if not tool_path:
+        return dict(inputobj)
+    scope = node_process(root, tool_path[:-1])
+    step = workflow_step(root, tool_path)
+    where = "/".join(tool_path)
+    try:
+        for inp in step.tool["inputs"]:
+            if inp.get("loadContents") and inputobj.get(inp["id"]) is not None:
+                _load_contents(inputobj[inp["id"]])
         shortio = {shortname(k): v for k, v in inputobj.items()}
         values = {}
         for inp in step.tool["inputs"]:
             value = inputobj.get(inp["id"])
             if "valueFrom" in inp:
-                value = _eval(inp["valueFrom"], shortio, process.requirements, context=value)
+                if not scope.get_requirement("StepInputExpressionRequirement")[0]:
+                    raise CwlError(f"Step {where!r} uses valueFrom without StepInputExpressionRequirement.")
+                value = _eval(inp["valueFrom"], shortio, scope.requirements, context=value)
             values[shortname(inp["id"])] = value
         if "when" in step.tool:
-            decision = _eval(step.tool["when"], values, process.requirements)
+            decision = _eval(step.tool["when"], values, scope.requirements)
             if decision is False:
                 return None
             if decision is not True:
-                raise CwlError(f"Step {name!r}: 'when' must evaluate to true or false.")
+                raise CwlError(f"Step {where!r}: 'when' must evaluate to true or false, not {decision!r}.")
         return values
     except WorkflowException as exc:
-        raise CwlError(f"Step {name!r}: {_clean(exc)}") from None
+        raise CwlError(f"Step {where!r}: {_clean(exc)}") from None
 
 
-def workflow_outputs(process: Process, job_order: dict, step_outputs: dict[str, dict]) -> dict:
-    if process.tool["class"] in RUNNABLE_CLASSES:
-        return step_outputs.get(SINGLE_TOOL_STEP) or {}
-    assert isinstance(process, CwlWorkflow)
-    multiple = bool(process.get_requirement("MultipleInputFeatureRequirement")[0])
+# --- scatter --------------------------------------------------------------------------------
+
+
+def scatter_elements(root: Process, tool_path: list[str], inputobj: dict) -> tuple[list[dict], list[int]]:
+    """The input objects of a scatter's elements and the shape of its output arrays."""
+    step = workflow_step(root, tool_path)
+    where = "/".join(tool_path)
+    keys = aslist(step.tool["scatter"])
+    method = step.tool.get("scatterMethod") or "dotproduct"
+    arrays = []
+    for key in keys:
+        value = inputobj.get(key)
+        if not isinstance(value, list):
+            raise CwlError(f"Step {where!r}: scatter input {shortname(key)!r} is not an array.")
+        arrays.append(value)
+    if method == "dotproduct":
+        if len({len(a) for a in arrays}) > 1:
+            raise CwlError(f"Step {where!r}: dotproduct scatter over arrays of different lengths.")
+        count = len(arrays[0]) if arrays else 0
+        combos = [tuple(a[i] for a in arrays) for i in range(count)]
+        shape = [count]
+    elif method in ("flat_crossproduct", "nested_crossproduct"):
+        combos = list(itertools.product(*arrays))
+        shape = [len(combos)] if method == "flat_crossproduct" else [len(a) for a in arrays]
+    else:
+        raise CwlError(f"Step {where!r}: unknown scatterMethod {method!r}.")
+    elements = []
+    for combo in combos:
+        element = dict(inputobj)
+        element.update(zip(keys, combo, strict=True))
+        elements.append(element)
+    return elements, shape
+
+
+def gather_scatter(
+    root: Process, tool_path: list[str], element_outputs: list[dict | None], shape: list[int]
+) -> dict:
+    """A scatter step's outputs: per output port, the elements' values (nested if so scattered)."""
+    step = workflow_step(root, tool_path)
+    result = {}
+    for out in step.tool["outputs"]:
+        key = shortname(out["id"])
+        flat = [(o or {}).get(key) for o in element_outputs]
+        result[key] = _reshape(flat, shape)
+    return result
+
+
+def _reshape(flat: list, shape: list[int]):
+    if len(shape) <= 1:
+        return flat
+    size = len(flat) // shape[0] if shape[0] else 0
+    return [_reshape(flat[i * size : (i + 1) * size], shape[1:]) for i in range(shape[0])]
+
+
+# --- outputs --------------------------------------------------------------------------------
+
+
+def scope_outputs(scope: Process, scope_inputs: dict, child_outputs: dict[str, dict]) -> dict:
+    """The output object of a workflow (the submitted one or a nested one)."""
+    if not isinstance(scope, CwlWorkflow):
+        return child_outputs.get(SINGLE_TOOL_STEP) or {}
     try:
         result = object_from_state(
-            _state(process, job_order, step_outputs),
-            process.tool["outputs"],
+            _state(scope, scope_inputs, child_outputs),
+            scope.tool["outputs"],
             True,
-            multiple,
+            _supports_multiple(scope),
             "outputSource",
             incomplete=True,
         )

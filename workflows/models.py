@@ -59,14 +59,29 @@ class WorkflowEvent(models.Model):
 
 
 class Step(models.Model):
-    """One step of a workflow: a node of the DAG.
+    """One node of the DAG.
 
-    ``path`` is the step's id inside the workflow (``grep``, or ``inner/grep`` for a step of a
-    subworkflow). ``tool_ref`` is the step's ``run`` reference as loaded (a URI into ``src/``).
+    A top-level step has no ``parent``. A step that runs a nested workflow (kind WORKFLOW) or
+    scatters (kind SCATTER) becomes RUNNING when it starts and gets child steps: the nested
+    workflow's steps (``outer/inner``) or one element per scatter combination (``step[3]``).
+    ``tool_path`` locates the step's process in the submitted document (see ``workflows.cwl``).
     """
 
+    class Kind(models.TextChoices):
+        TOOL = "TOOL"  # a CommandLineTool: one batch job per attempt
+        EXPRESSION = "EXPRESSION"  # an ExpressionTool: evaluated in the worker
+        WORKFLOW = "WORKFLOW"  # a nested workflow: its steps become children
+        SCATTER = "SCATTER"  # a scatter: its elements become children
+
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
-    name = models.CharField(max_length=300)
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
+    name = models.CharField(max_length=500)
+    tool_path = models.JSONField(default=list)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    scatter_index = models.PositiveIntegerField(null=True, blank=True)
+    scatter_shape = models.JSONField(null=True, blank=True)
     tool_ref = models.TextField()
     tool_class = models.CharField(max_length=30)
     state = models.CharField(max_length=20, choices=StepState.choices, default=StepState.WAITING)
@@ -91,6 +106,11 @@ class Step(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} [{self.state}]"
+
+    @property
+    def short_name(self) -> str:
+        """The name of this step among its siblings (the CWL step id)."""
+        return self.tool_path[-1] if self.tool_path else self.name
 
 
 class StepDependency(models.Model):

@@ -1,3 +1,5 @@
+from urllib.parse import unquote
+
 from django.urls import reverse
 from rest_framework import serializers
 
@@ -87,7 +89,7 @@ def public_outputs(value, workflow, request):
         out = {k: public_outputs(v, workflow, request) for k, v in value.items()}
         location = out.get("location")
         if isinstance(location, str) and location.startswith(root):
-            relative = location[len(root) :]
+            relative = unquote(location[len(root) :])
             out["path"] = relative
             url = reverse("api-workflow-file", args=[workflow.id, relative])
             out["location"] = request.build_absolute_uri(url) if request else url

@@ -172,19 +172,15 @@ def workflow_submit(
             WorkflowEvent.objects.create(
                 workflow=workflow, new_state=WorkflowState.SUBMITTED, reason="submitted"
             )
-            steps = {
-                s.name: Step.objects.create(
-                    workflow=workflow,
-                    name=s.name,
-                    tool_ref=s.tool_ref.replace(src.resolve().as_uri(), source_dir(workflow_id).as_uri()),
-                    tool_class=s.tool_class,
-                )
-                for s in spec.steps
-            }
-            StepDependency.objects.bulk_create(
-                StepDependency(upstream=steps[up], downstream=steps[s.name])
-                for s in spec.steps
-                for up in s.upstream
+            top_level = spec.process_class == "Workflow"
+            steps_create(
+                workflow=workflow,
+                parent=None,
+                specs=spec.steps,
+                base_path=[],
+                name_prefix="",
+                path_of=(lambda s: [s.name]) if top_level else (lambda s: []),
+                relocate=(src.resolve().as_uri(), source_dir(workflow_id).as_uri()),
             )
             final.parent.mkdir(parents=True, exist_ok=True)
             incoming.rename(final)
@@ -200,6 +196,38 @@ def workflow_submit(
     if start:
         workflow_start(workflow=workflow)
     return workflow
+
+
+def steps_create(
+    *,
+    workflow: Workflow,
+    parent: Step | None,
+    specs,
+    base_path: list[str],
+    name_prefix: str,
+    path_of=None,
+    relocate: tuple[str, str] | None = None,
+) -> list[Step]:
+    """Create WAITING steps for ``specs`` (one workflow's steps) and their dependency edges."""
+    path_of = path_of or (lambda s: [*base_path, s.name])
+    steps = {}
+    for spec in specs:
+        ref = spec.tool_ref.replace(*relocate) if relocate else spec.tool_ref
+        steps[spec.name] = Step.objects.create(
+            workflow=workflow,
+            parent=parent,
+            name=f"{name_prefix}{spec.name}",
+            tool_path=path_of(spec),
+            kind=spec.kind,
+            tool_ref=ref,
+            tool_class=spec.tool_class,
+        )
+    StepDependency.objects.bulk_create(
+        StepDependency(upstream=steps[up], downstream=steps[spec.name])
+        for spec in specs
+        for up in spec.upstream
+    )
+    return list(steps.values())
 
 
 def _relative_paths(message: str, src: Path) -> str:

@@ -21,7 +21,11 @@ def source_dir(workflow_id) -> Path:
 
 
 def safe_step_folder(step_name: str) -> str:
-    return step_name.replace("/", "__")
+    """A folder name for a step: ``outer/inner`` -> ``outer__inner``, ``square[3]`` -> ``square@3``.
+
+    No glob metacharacters may appear in run paths: cwltool globs outputs inside them.
+    """
+    return step_name.replace("/", "__").replace("[", "@").replace("]", "")
 
 
 def step_dir(workflow_id, step_name: str) -> Path:

@@ -102,3 +102,11 @@ def wait_for(predicate, timeout=120, interval=0.5, what="condition"):
             return value
         time.sleep(interval)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def failure_report(workflow) -> str:
+    """What went wrong in a workflow, for assertion messages."""
+    lines = [f"workflow {workflow.state}: {workflow.error}"]
+    for step in workflow.steps.exclude(state__in=["COMPLETED", "SKIPPED"]):
+        lines.append(f"  {step.name} {step.state}: {step.error[:500]}")
+    return "\n".join(lines)

@@ -59,9 +59,7 @@ def test_another_users_workflow_page_is_404(signed_in, other_user):
 def test_submit_form_shows_validation_errors_not_a_traceback(signed_in):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    response = signed_in.post(
-        "/workflows/new", {"files": [SimpleUploadedFile("w.cwl", b"class: [oops\n")]}
-    )
+    response = signed_in.post("/workflows/new", {"files": [SimpleUploadedFile("w.cwl", b"class: [oops\n")]})
     assert response.status_code == 200
     page = response.content.decode()
     assert 'class="msg error"' in page

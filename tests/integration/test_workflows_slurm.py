@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from tests.conftest import example_files
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import failure_report, wait_for
 from workflows.models import Step, StepRun, Workflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm, pytest.mark.django_db(transaction=True)]
@@ -32,7 +32,7 @@ def test_grep_wc_completes_with_87_lines(api, celery_worker):
     body = _submit(api)
     assert body["state"] == "RUNNING"
     workflow = wait_for(lambda: _finished(body["id"]), what="grep-wc to finish")
-    assert workflow.state == "COMPLETED", workflow.error
+    assert workflow.state == "COMPLETED", failure_report(workflow)
 
     detail = api.get(f"/api/v1/workflows/{workflow.id}/").json()
     steps = {s["name"]: s for s in detail["steps"]}

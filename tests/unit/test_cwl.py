@@ -64,27 +64,95 @@ def test_inputs_file_must_be_a_mapping():
 
 
 def test_step_inputs_come_from_upstream_outputs():
-    process = cwl.load_process(GREP_WC / "workflow.cwl")
+    root = cwl.load_process(GREP_WC / "workflow.cwl")
     job = {"pattern": "integer", "infile": {"class": "File", "location": (GREP_WC / "lorem.txt").as_uri()}}
-    grep_in = cwl.step_job_order(process, "grep", job, {})
-    assert grep_in["pattern"] == "integer"
+    raw = cwl.resolve_step_inputs(root, ["grep"], job, {})
+    assert cwl.evaluate_step_inputs(root, ["grep"], raw)["pattern"] == "integer"
     produced = {"class": "File", "location": "file:///tmp/grepout.txt"}
-    wc_in = cwl.step_job_order(process, "wc", job, {"grep": {"outfile": produced}})
-    assert wc_in == {"infile": produced}
-    assert cwl.workflow_outputs(
-        process, job, {"grep": {"outfile": produced}, "wc": {"outfile": produced}}
-    ) == {"counts": produced}
+    raw = cwl.resolve_step_inputs(root, ["wc"], job, {"grep": {"outfile": produced}})
+    assert cwl.evaluate_step_inputs(root, ["wc"], raw) == {"infile": produced}
+    finished = {"grep": {"outfile": produced}, "wc": {"outfile": produced}}
+    assert cwl.scope_outputs(root, job, finished) == {"counts": produced}
 
 
-def test_scatter_is_refused_with_a_clear_message(tmp_path: Path):
-    (tmp_path / "echo.cwl").write_text(
-        "cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: echo\n"
-        "inputs: {x: {type: string, inputBinding: {}}}\noutputs: []\n"
-    )
+SCATTER_TOOL = (
+    "cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: echo\n"
+    "inputs: {x: {type: string, inputBinding: {}}, y: {type: string, inputBinding: {}}}\n"
+    "outputs: {o: {type: stdout}}\n"
+)
+
+
+def _scatter_workflow(tmp_path: Path, method: str) -> cwl.Process:
+    (tmp_path / "echo.cwl").write_text(SCATTER_TOOL)
     (tmp_path / "wf.cwl").write_text(
         "cwlVersion: v1.2\nclass: Workflow\nrequirements: {ScatterFeatureRequirement: {}}\n"
-        "inputs: {xs: 'string[]'}\noutputs: []\n"
-        "steps:\n  e:\n    run: echo.cwl\n    scatter: x\n    in: {x: xs}\n    out: []\n"
+        "inputs: {xs: 'string[]', ys: 'string[]'}\noutputs: {os: {type: Any, outputSource: e/o}}\n"
+        f"steps:\n  e:\n    run: echo.cwl\n    scatter: [x, y]\n    scatterMethod: {method}\n"
+        "    in: {x: xs, y: ys}\n    out: [o]\n"
     )
-    with pytest.raises(cwl.CwlError, match="scatter"):
-        cwl.describe(cwl.load_process(tmp_path / "wf.cwl"))
+    return cwl.load_process(tmp_path / "wf.cwl")
+
+
+@pytest.mark.parametrize(
+    "method,shape,count",
+    [("dotproduct", [2], 2), ("flat_crossproduct", [4], 4), ("nested_crossproduct", [2, 2], 4)],
+)
+def test_scatter_methods_give_elements_and_shapes(tmp_path, method, shape, count):
+    root = _scatter_workflow(tmp_path, method)
+    spec = cwl.describe(root)
+    assert [(s.name, s.kind) for s in spec.steps] == [("e", cwl.KIND_SCATTER)]
+    raw = cwl.resolve_step_inputs(root, ["e"], {"xs": ["a", "b"], "ys": ["1", "2"]}, {})
+    elements, got_shape = cwl.scatter_elements(root, ["e"], raw)
+    assert got_shape == shape
+    assert len(elements) == count
+    jobs = [cwl.evaluate_step_inputs(root, ["e"], e) for e in elements]
+    if method == "dotproduct":
+        assert jobs == [{"x": "a", "y": "1"}, {"x": "b", "y": "2"}]
+    outs = cwl.gather_scatter(root, ["e"], [{"o": i} for i in range(count)], got_shape)
+    assert outs == {"o": [[0, 1], [2, 3]]} if method == "nested_crossproduct" else {"o": list(range(count))}
+
+
+def test_dotproduct_of_unequal_arrays_is_an_error(tmp_path):
+    root = _scatter_workflow(tmp_path, "dotproduct")
+    raw = cwl.resolve_step_inputs(root, ["e"], {"xs": ["a", "b"], "ys": ["1"]}, {})
+    with pytest.raises(cwl.CwlError, match="different lengths"):
+        cwl.scatter_elements(root, ["e"], raw)
+
+
+def test_step_value_from_is_evaluated(tmp_path):
+    (tmp_path / "echo.cwl").write_text(SCATTER_TOOL)
+    (tmp_path / "wf.cwl").write_text(
+        "cwlVersion: v1.2\nclass: Workflow\n"
+        "requirements: {StepInputExpressionRequirement: {}, InlineJavascriptRequirement: {}}\n"
+        "inputs: {v: string}\noutputs: []\n"
+        "steps:\n  e:\n    run: echo.cwl\n"
+        "    in: {x: {source: v, valueFrom: '$(self + \"!\")'}, y: v}\n"
+        "    when: $(inputs.y != 'skip')\n    out: [o]\n"
+    )
+    root = cwl.load_process(tmp_path / "wf.cwl")
+    raw = cwl.resolve_step_inputs(root, ["e"], {"v": "hi"}, {})
+    assert cwl.evaluate_step_inputs(root, ["e"], raw) == {"x": "hi!", "y": "hi"}
+    raw = cwl.resolve_step_inputs(root, ["e"], {"v": "skip"}, {})
+    assert cwl.evaluate_step_inputs(root, ["e"], raw) is None
+
+
+def test_nested_workflow_steps_are_addressed_by_tool_path(tmp_path):
+    (tmp_path / "echo.cwl").write_text(SCATTER_TOOL)
+    (tmp_path / "inner.cwl").write_text(
+        "cwlVersion: v1.2\nclass: Workflow\ninputs: {a: string}\n"
+        "outputs: {r: {type: File, outputSource: s/o}}\n"
+        "steps:\n  s:\n    run: echo.cwl\n    in: {x: a, y: {default: z}}\n    out: [o]\n"
+    )
+    (tmp_path / "outer.cwl").write_text(
+        "cwlVersion: v1.2\nclass: Workflow\nrequirements: {SubworkflowFeatureRequirement: {}}\n"
+        "inputs: {v: string}\noutputs: {r: {type: File, outputSource: n/r}}\n"
+        "steps:\n  n:\n    run: inner.cwl\n    in: {a: v}\n    out: [r]\n"
+    )
+    root = cwl.load_process(tmp_path / "outer.cwl")
+    assert [(s.name, s.kind) for s in cwl.describe(root).steps] == [("n", cwl.KIND_WORKFLOW)]
+    inner = cwl.node_process(root, ["n"])
+    assert [(s.name, s.kind) for s in cwl.child_specs(inner)] == [("s", cwl.KIND_TOOL)]
+    outer_job = cwl.evaluate_step_inputs(root, ["n"], cwl.resolve_step_inputs(root, ["n"], {"v": "hi"}, {}))
+    assert outer_job == {"a": "hi"}
+    raw = cwl.resolve_step_inputs(root, ["n", "s"], outer_job, {})
+    assert cwl.evaluate_step_inputs(root, ["n", "s"], raw) == {"x": "hi", "y": "z"}

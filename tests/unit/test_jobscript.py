@@ -55,3 +55,12 @@ def test_callback_carries_the_run_token(tmp_path):
     assert "X-Apiary-Run-Token: s3cret" in text
     assert "http://portal/api/v1/runs/7/finished" in text
     assert "|| true" in text  # a failed notice never fails the job
+
+
+def test_step_folders_have_no_glob_metacharacters():
+    from workflows.storage import safe_step_folder
+
+    # cwltool globs outputs under the run folder: "[0]" would be read as a character class.
+    folder = safe_step_folder("outer[2]/square[10]")
+    assert not set("[]*?") & set(folder)
+    assert folder == "outer@2__square@10"
