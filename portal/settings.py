@@ -118,6 +118,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 if CELERY_BROKER_URL.startswith("filesystem"):
     for _folder in ("queue", "processed"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+# One queue per Apiary instance, so that two instances (or two test sessions) sharing a Redis
+# never take each other's tasks.
+CELERY_TASK_DEFAULT_QUEUE = env_str("APIARY_CELERY_QUEUE", "apiary")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -4,12 +4,34 @@ The run folders and the local-batch records live in a fresh temporary directory 
 session; the Celery worker started by the integration fixtures is given the same paths.
 """
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings():
+    """A test database of this session's own, so that two test runs can share one PostgreSQL."""
+    from django.conf import settings
+
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_apiary_{os.getpid()}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def celery_queue():
+    """A Celery queue of this session's own (the worker fixture consumes it)."""
+    from django.conf import settings
+
+    from portal.celery import app
+
+    queue = f"tests-{os.getpid()}"
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    app.conf.task_default_queue = queue
+    return queue
 
 
 @pytest.fixture(scope="session", autouse=True)

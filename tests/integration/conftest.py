@@ -38,7 +38,7 @@ def _database_url(settings_dict) -> str:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_factory):
+def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_factory, celery_queue):
     """A real ``celery worker`` (with embedded beat) on the test database and the real broker.
 
     The job wrapper's completion notices go to the live test server.
@@ -55,9 +55,12 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_fact
         PYTHONPATH=str(REPO),
         APIARY_VAR_DIR=str(settings.VAR_DIR),
         APIARY_RUNS_DIR=str(settings.APIARY_RUNS_DIR),
+        APIARY_CELERY_QUEUE=celery_queue,
     )
     celery = [sys.executable, "-m", "celery", "-A", "portal"]
-    subprocess.run([*celery, "purge", "-f"], env=env, cwd=REPO, capture_output=True, check=False)
+    subprocess.run(
+        [*celery, "purge", "-f", "-Q", celery_queue], env=env, cwd=REPO, capture_output=True, check=False
+    )
     log_file = open(logs / "worker.log", "w")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         [

@@ -1,5 +1,6 @@
 """The project's Slurm adapter against the real Slurm from scripts/services."""
 
+import os
 import subprocess
 
 import pytest
@@ -58,8 +59,10 @@ def test_query_of_many_jobs_issues_at_most_two_commands(tmp_path):
 
 def test_lost_submission_is_found_by_job_name(tmp_path):
     slurm = SlurmBatchSystem()
-    job_id = slurm.submit(_script(tmp_path, "sleep 1"), job_name="apiary-test-findme", workdir=tmp_path)
-    assert slurm.find("apiary-test-findme") == job_id
+    job_id = slurm.submit(
+        _script(tmp_path, "sleep 1"), job_name=f"apiary-test-findme-{os.getpid()}", workdir=tmp_path
+    )
+    assert slurm.find(f"apiary-test-findme-{os.getpid()}") == job_id
 
 
 def test_cancel_touches_only_the_named_job(tmp_path):
