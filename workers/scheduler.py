@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from workers import cwl_job
+from workers import cwl_job, slurm_hints
 from workers.batch import BatchError, JobStatus, get_batch_system
 from workers.batch import base as batch_states
 from workers.jobscript import render
@@ -256,6 +256,7 @@ def _submit_step(workflow: Workflow, tool, step: Step, job_order: dict) -> None:
         run = StepRun.objects.create(step=step, attempt=attempt, batch_system=batch.name)
     run_dir = run.run_dir
     try:
+        hint_options = slurm_hints.sbatch_options(tool)
         run_dir.mkdir(parents=True, exist_ok=True)
         spec = cwl_job.prepare_command_job(tool, job_order, run_dir)
     except (cwl_job.JobBuildError, OSError) as exc:
@@ -264,7 +265,7 @@ def _submit_step(workflow: Workflow, tool, step: Step, job_order: dict) -> None:
         return
     spec.job_name = run.job_name
     spec.title = f"Apiary workflow {workflow.name} ({workflow.id}), step {step.name}, attempt {attempt}"
-    spec.sbatch_options = list(settings.APIARY_SBATCH_OPTIONS)
+    spec.sbatch_options = list(settings.APIARY_SBATCH_OPTIONS) + hint_options
     if settings.APIARY_CALLBACK_URL:
         spec.callback_url = f"{settings.APIARY_CALLBACK_URL.rstrip('/')}/api/v1/runs/{run.pk}/finished"
         spec.callback_token = run.token
@@ -361,16 +362,11 @@ def finalize_run(run_id: int, status: JobStatus | None = None, reported_exit_cod
     if status:
         fields.update(
             node=fields["node"] or status.node,
-            batch_state_detail=status.detail or status.state,
+            batch_state_detail=status.summary[:40],
             started_at=fields["started_at"] or status.started_at,
         )
         if status.ended_at:
             fields["ended_at"] = status.ended_at
-
-    if step.state not in STEP_IN_BATCH:
-        # Cancelled meanwhile (or already decided): just close the run.
-        _end_run(run, RunState.ENDED, **fields)
-        return True
 
     if exit_code is None and batch_state in batch_states.RETRYABLE_STATES | {
         batch_states.CANCELLED,
@@ -378,47 +374,53 @@ def finalize_run(run_id: int, status: JobStatus | None = None, reported_exit_cod
         batch_states.FAILED,
         batch_states.OUT_OF_MEMORY,
     }:
-        with transaction.atomic():
-            if not _end_run(run, RunState.ENDED, **fields):
-                return False
-            if batch_state in batch_states.RETRYABLE_STATES and run.attempt <= settings.APIARY_RETRY_LIMIT:
-                step_transition(
-                    step=step, new=StepState.READY, reason=f"{batch_state}: retrying as a new attempt"
-                )
-            else:
-                new = {
-                    batch_states.TIMEOUT: StepState.TIMEOUT,
-                    batch_states.CANCELLED: StepState.CANCELLED,
-                }.get(batch_state, StepState.FAILED)
-                step_transition(
-                    step=step,
-                    new=new,
-                    reason=f"batch job ended {batch_state}",
-                    error=f"batch system: {status.detail or batch_state}",
-                )
-            _enqueue_advance(workflow.id)
-        return True
+        # The job ended without running our wrapper to the end: no outputs to collect.
+        if batch_state in batch_states.RETRYABLE_STATES and run.attempt <= settings.APIARY_RETRY_LIMIT:
+            outcome = (StepState.READY, f"{batch_state}: retrying as a new attempt", {})
+        else:
+            new = {
+                batch_states.TIMEOUT: StepState.TIMEOUT,
+                batch_states.CANCELLED: StepState.CANCELLED,
+            }.get(batch_state, StepState.FAILED)
+            outcome = (new, f"batch job ended {batch_state}", {"error": f"batch system: {status.summary}"})
+        return _close_run(run, fields, outcome)
 
     if exit_code is None:
         exit_code = status.exit_code if status and status.exit_code is not None else 1
-    tool = cwl.node_process(load_workflow_process(workflow), step.tool_path)
-    try:
-        succeeded, outputs = cwl_job.collect_outputs(tool, step.job_order or {}, run_dir, exit_code)
-        error = "" if succeeded else f"exit code {exit_code}; see the step's stderr"
-    except cwl_job.JobBuildError as exc:
-        succeeded, outputs, error = False, {}, str(exc)
+    if step.state in STEP_IN_BATCH:
+        tool = cwl.node_process(load_workflow_process(workflow), step.tool_path)
+        try:
+            succeeded, outputs = cwl_job.collect_outputs(tool, step.job_order or {}, run_dir, exit_code)
+            error = "" if succeeded else f"exit code {exit_code}; see the step's stderr"
+        except cwl_job.JobBuildError as exc:
+            succeeded, outputs, error = False, {}, str(exc)
+    else:
+        succeeded, outputs, error = False, {}, ""  # cancelled meanwhile: nothing to collect
+    if succeeded:
+        outcome = (StepState.COMPLETED, f"exit code {exit_code}", {"outputs": outputs})
+    elif batch_state == batch_states.TIMEOUT:
+        outcome = (StepState.TIMEOUT, "time limit", {"error": error})
+    else:
+        outcome = (StepState.FAILED, f"exit code {exit_code}", {"error": error})
+    return _close_run(run, fields, outcome)
+
+
+def _close_run(run: StepRun, fields: dict, outcome: tuple[str, str, dict]) -> bool:
+    """End the run and move its step, serialised with every other writer of that step.
+
+    The step row is locked first, so a concurrent reconcile recording PENDING -> RUNNING cannot
+    slip between our read and our write (which would leave the run ended and the step stuck).
+    A step that already left the batch states (cancelled meanwhile) keeps its state.
+    """
+    new_state, reason, step_fields = outcome
     with transaction.atomic():
+        step = Step.objects.select_for_update().get(pk=run.step_id)
         if not _end_run(run, RunState.ENDED, **fields):
             return False
-        if succeeded:
-            step_transition(
-                step=step, new=StepState.COMPLETED, reason=f"exit code {exit_code}", outputs=outputs
-            )
-        elif batch_state == batch_states.TIMEOUT:
-            step_transition(step=step, new=StepState.TIMEOUT, reason="time limit", error=error)
-        else:
-            step_transition(step=step, new=StepState.FAILED, reason=f"exit code {exit_code}", error=error)
-        _enqueue_advance(workflow.id)
+        if step.state in STEP_IN_BATCH:
+            if not step_transition(step=step, new=new_state, reason=reason, **step_fields):
+                raise RuntimeError(f"step {step.pk} changed state while locked")  # cannot happen
+            _enqueue_advance(step.workflow_id)
     return True
 
 
@@ -469,15 +471,16 @@ def _record_progress(run: StepRun, status: JobStatus) -> int:
     new_run_state = RunState.RUNNING if status.state == batch_states.RUNNING else RunState.PENDING
     if run.batch_state == new_run_state:
         return 0
-    StepRun.objects.filter(pk=run.pk, finalized=False).update(
-        batch_state=new_run_state,
-        node=status.node or run.node,
-        started_at=status.started_at or run.started_at,
-    )
-    step = run.step
     target = StepState.RUNNING if new_run_state == RunState.RUNNING else StepState.PENDING
-    if step.state in (StepState.SUBMITTED, StepState.PENDING) and step.state != target:
-        step_transition(step=step, new=target, reason=f"batch job {run.batch_job_id} {status.state}")
+    with transaction.atomic():
+        step = Step.objects.select_for_update().get(pk=run.step_id)
+        updated = StepRun.objects.filter(pk=run.pk, finalized=False).update(
+            batch_state=new_run_state,
+            node=status.node or run.node,
+            started_at=status.started_at or run.started_at,
+        )
+        if updated and step.state in (StepState.SUBMITTED, StepState.PENDING) and step.state != target:
+            step_transition(step=step, new=target, reason=f"batch job {run.batch_job_id} {status.state}")
     return 1
 
 
@@ -491,8 +494,8 @@ def _recover_unsubmitted(batch, run: StepRun, now) -> None:
         )
         return
     with transaction.atomic():
+        step = Step.objects.select_for_update().get(pk=run.step_id)
         if _end_run(run, RunState.ENDED, batch_state_detail="never submitted"):
-            step = Step.objects.get(pk=run.step_id)
             if step.state in STEP_IN_BATCH:
                 step_transition(step=step, new=StepState.READY, reason="submission was lost; retrying")
                 _enqueue_advance(step.workflow_id)

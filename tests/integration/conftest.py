@@ -37,63 +37,112 @@ def _database_url(settings_dict) -> str:
     )
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_factory, celery_queue):
-    """A real ``celery worker`` (with embedded beat) on the test database and the real broker.
+class Worker:
+    """A real ``celery worker`` process (with embedded beat) for the test database and broker."""
 
-    The job wrapper's completion notices go to the live test server.
-    """
+    def __init__(self, env: dict, logs: Path, name: str):
+        self.env, self.logs, self.name = env, logs, name
+        self.proc = None
+        self.log_file = None
+
+    @property
+    def log(self) -> str:
+        return (self.logs / f"{self.name}.log").read_text()
+
+    def start(self) -> "Worker":
+        celery = [sys.executable, "-m", "celery", "-A", "portal"]
+        self.log_file = open(self.logs / f"{self.name}.log", "a")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                *celery,
+                "worker",
+                "-B",
+                "-s",
+                str(self.logs / f"{self.name}-beat"),
+                "-l",
+                "info",
+                "--concurrency",
+                "2",
+                "-n",
+                f"{self.name}-{os.getpid()}@%h",
+            ],
+            env=self.env,
+            cwd=REPO,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while self.log.count("ready.") < 1 + self._starts:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"celery worker did not start:\n{self.log[-3000:]}")
+            time.sleep(0.3)
+        self._starts += 1
+        return self
+
+    _starts = 0
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its children, as a crash or an OOM kill would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=20)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.log_file:
+            self.log_file.close()
+
+
+def worker_env(live_server_url: str, queue: str) -> dict:
+    """The environment of a worker process: this test session's database, folders and queue."""
     from django.conf import settings
     from django.db import connection
 
-    logs = tmp_path_factory.mktemp("celery")
     env = dict(os.environ)
     env.update(
         DATABASE_URL=_database_url(connection.settings_dict),
-        APIARY_CALLBACK_URL=live_server.url,
+        APIARY_CALLBACK_URL=live_server_url,
         APIARY_RECONCILE_SECONDS="2",
         PYTHONPATH=str(REPO),
         APIARY_VAR_DIR=str(settings.VAR_DIR),
         APIARY_RUNS_DIR=str(settings.APIARY_RUNS_DIR),
-        APIARY_CELERY_QUEUE=celery_queue,
+        APIARY_CELERY_QUEUE=queue,
     )
-    celery = [sys.executable, "-m", "celery", "-A", "portal"]
     subprocess.run(
-        [*celery, "purge", "-f", "-Q", celery_queue], env=env, cwd=REPO, capture_output=True, check=False
-    )
-    log_file = open(logs / "worker.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [
-            *celery,
-            "worker",
-            "-B",
-            "-s",
-            str(logs / "beat-schedule"),
-            "-l",
-            "info",
-            "--concurrency",
-            "2",
-            "-n",
-            f"tests-{os.getpid()}@%h",
-        ],
+        [sys.executable, "-m", "celery", "-A", "portal", "purge", "-f", "-Q", queue],
         env=env,
         cwd=REPO,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        capture_output=True,
+        check=False,
     )
-    deadline = time.monotonic() + 60
-    while "ready." not in (logs / "worker.log").read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"celery worker did not start:\n{(logs / 'worker.log').read_text()[-3000:]}")
-        time.sleep(0.3)
-    yield proc
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log_file.close()
+    return env
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_factory, celery_queue):
+    """The session's worker. Completion notices from job scripts go to the live test server."""
+    worker = Worker(worker_env(live_server.url, celery_queue), tmp_path_factory.mktemp("celery"), "worker")
+    yield worker.start().proc
+    worker.stop()
+
+
+@pytest.fixture
+def private_worker(django_db_setup, live_server, tmp_path, settings):
+    """A worker on a queue of this test's own, for tests that kill and restart it."""
+    from portal.celery import app
+
+    queue = f"tests-{os.getpid()}-{tmp_path.name}"
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    worker = Worker(worker_env(live_server.url, queue), tmp_path, "private")
+    yield worker
+    worker.stop()
+    app.conf.task_default_queue = previous
 
 
 def wait_for(predicate, timeout=120, interval=0.5, what="condition"):

@@ -34,6 +34,13 @@ class JobStatus:
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
 
+    @property
+    def summary(self) -> str:
+        """The state with the batch system's own words, e.g. ``NODE_FAIL (process lost)``."""
+        if not self.detail or self.detail.startswith(self.state):
+            return self.detail or self.state
+        return f"{self.state} ({self.detail})"
+
 
 class BatchSystem(ABC):
     name: str = ""

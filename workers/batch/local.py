@@ -50,11 +50,13 @@ class LocalBatchSystem(BatchSystem):
             f"echo $? > {exit_file}.tmp && mv {exit_file}.tmp {exit_file}"
         )
         self.commands_issued += 1
+        # `exec setsid` in the background subshell: the job id ($!) is then the pid of the job's
+        # own session and process group leader, which cancel() signals as a group.
         proc = subprocess.run(
             [
                 "bash",
                 "-c",
-                f"cd {_q(workdir)} && setsid bash -c {_q(inner)} </dev/null >/dev/null 2>&1 & echo $!",
+                f"cd {_q(workdir)} && exec setsid bash -c {_q(inner)} </dev/null >/dev/null 2>&1 & echo $!",
             ],
             capture_output=True,
             text=True,
