@@ -146,3 +146,49 @@ def test_healthz_is_503_when_the_broker_is_down(client, settings):
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["components"]["broker"]["status"] == "down"
+
+
+def test_a_tar_bundle_is_accepted_as_one_upload(api):
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in example_files("grep-wc").items():
+            info = tarfile.TarInfo(f"grep-wc/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    bundle = SimpleUploadedFile("grep-wc.tar.gz", buf.getvalue())
+    response = api.post(
+        "/api/v1/workflows/",
+        {"files": [bundle], "main": "grep-wc/workflow.cwl", "inputs": "grep-wc/inputs.yml", "start": "false"},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["main_document"] == "grep-wc/workflow.cwl"
+
+
+def test_a_hostile_bundle_is_refused_with_the_rule_it_broke(api, settings):
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("../../escape.cwl")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    response = api.post(
+        "/api/v1/workflows/",
+        {"files": [SimpleUploadedFile("evil.tar.gz", buf.getvalue())]},
+        format="multipart",
+    )
+    assert response.status_code == 400
+    assert "'..'" in response.json()["message"]
+    assert not (settings.APIARY_RUNS_DIR.parent / "escape.cwl").exists()
+    assert Workflow.objects.count() == 0
+
+
+def test_openapi_schema_is_published(client):
+    response = client.get("/api/schema/")
+    assert response.status_code == 200
+    assert b"/api/v1/workflows/" in response.content
