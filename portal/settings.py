@@ -148,9 +148,27 @@ APIARY_CALLBACK_URL = env_str("APIARY_CALLBACK_URL", "http://127.0.0.1:8000")
 # Extra #SBATCH lines for every job (site policy), separated by ';', e.g. "--account=proj1".
 APIARY_SBATCH_OPTIONS = env_list("APIARY_SBATCH_OPTIONS", [], separator=";")
 APIARY_RETRY_LIMIT = env_int("APIARY_RETRY_LIMIT", 2)
+# How steps with a DockerRequirement run: "charliecloud" (ch-run, the default) or "none" (ignore
+# DockerRequirement and run on the host, like cwltool --no-container).
+APIARY_CONTAINER_RUNTIME = env_choice("APIARY_CONTAINER_RUNTIME", ["charliecloud", "none"], "charliecloud")
+# The site image store: where dockerPull names are looked up (debian:stable-slim ->
+# debian+stable-slim.tar.gz, .tar, or a directory); on a cluster, shared with the compute nodes.
+APIARY_IMAGE_STORE = Path(env_str("APIARY_IMAGE_STORE", str(VAR_DIR / "images"))).resolve()
 APIARY_MAX_UPLOAD_BYTES = env_int("APIARY_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = APIARY_MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Archives (README: "Archives, copy and re-execute"). A workflow that ends is packaged into
+# <APIARY_ARCHIVE_DIR>/<workflow id>.tgz by the worker, unless APIARY_ARCHIVE_ENABLED is off.
+APIARY_ARCHIVE_ENABLED = env_bool("APIARY_ARCHIVE_ENABLED", True)
+APIARY_ARCHIVE_DIR = Path(env_str("APIARY_ARCHIVE_DIR", str(VAR_DIR / "archives"))).resolve()
+# Output files go into the archive while their total stays within this (smallest first); the
+# others are recorded by reference (location, size, sha256).
+APIARY_ARCHIVE_MAX_OUTPUT_BYTES = env_int("APIARY_ARCHIVE_MAX_OUTPUT_BYTES", 100 * 1024 * 1024)
+# Limits on an uploaded (untrusted) archive: members, bytes (compressed and unpacked), and the
+# unpacked/compressed ratio (checked once more than 1 MiB is unpacked; gzip bombs reach ~1000).
+APIARY_ARCHIVE_MAX_MEMBERS = env_int("APIARY_ARCHIVE_MAX_MEMBERS", 10_000)
+APIARY_ARCHIVE_MAX_BYTES = env_int("APIARY_ARCHIVE_MAX_BYTES", 1024**3)
+APIARY_ARCHIVE_MAX_RATIO = env_int("APIARY_ARCHIVE_MAX_RATIO", 200)
 
 LOGGING = {
     "version": 1,

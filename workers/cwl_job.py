@@ -6,6 +6,14 @@ the batch system. Outputs are collected afterwards by building the same job agai
 deterministic function of the tool, the input object and the run folder's paths, which are
 fixed (``outdir``, ``tmp``, ``stage`` inside the run folder). That keeps the job script free of
 any Python and lets collection happen in a worker, where cwltool is.
+
+Containers. cwltool always builds the job for the host (``use_container`` off), with host paths
+on the command line; a step with a ``DockerRequirement`` (under ``requirements`` or ``hints``) is
+then wrapped by the configured container runtime (``APIARY_CONTAINER_RUNTIME``, see
+``workers/runtimes/``), which binds those paths at the same place inside the container. Output
+collection is therefore the same with or without a container. In the container the command gets
+CWL's environment without the worker's ``PATH`` (the image's applies, unless an
+``EnvVarRequirement`` sets one). A missing image fails the step here, before submission.
 """
 
 from __future__ import annotations
@@ -14,14 +22,18 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
+from cwltool.command_line_tool import CommandLineTool
 from cwltool.context import RuntimeContext
 from cwltool.errors import WorkflowException
 from cwltool.job import CommandLineJob, relink_initialworkdir
 from cwltool.process import Process, stage_files
 from cwltool.utils import bytes2str_in_dicts
+from django.conf import settings
 
 from workers.jobscript import JobSpec
+from workers.runtimes import ContainerError, ContainerJob, ImageRequest, Wrapping, get_container_runtime
 
 RUNTIME_FIELDS = {"cores", "ram"}
 
@@ -54,13 +66,27 @@ def build_job(tool: Process, job_order: dict[str, Any], run_dir: Path):
     def callback(outputs, status):
         collected["outputs"], collected["status"] = outputs, status
 
+    docker, _ = _docker_requirement(tool)
     try:
+        if docker is not None:
+            # cwltool refuses a required DockerRequirement without use_container; we build the
+            # host job on purpose (the runtime wraps it), so ask for the plain job class.
+            tool.make_job_runner = lambda _context: CommandLineJob
         job = next(tool.job(json.loads(json.dumps(job_order)), callback, context))
     except StopIteration:
         raise JobBuildError("cwltool produced no job for this step") from None
     except WorkflowException as exc:
         raise JobBuildError(str(exc)) from None
+    finally:
+        tool.__dict__.pop("make_job_runner", None)
     return job, context, collected
+
+
+def _docker_requirement(tool: Process) -> tuple[dict | None, bool]:
+    if not isinstance(tool, CommandLineTool):
+        return None, False
+    requirement, required = tool.get_requirement("DockerRequirement")
+    return requirement, bool(required)
 
 
 def run_expression_tool(tool: Process, job_order: dict[str, Any], run_dir: Path) -> dict:
@@ -83,6 +109,8 @@ def prepare_command_job(tool: Process, job_order: dict[str, Any], run_dir: Path)
     os.makedirs(job.tmpdir, exist_ok=True)
     try:
         job._setup(context)
+        _refuse_targets_outside(job)
+        wrapping = _container_wrapping(tool, job, Path(run_dir))
         stage_files(job.pathmapper, ignore_writable=True, symlink=True)
         if job.generatemapper is not None:
             stage_files(job.generatemapper, ignore_writable=job.inplace_update, symlink=True)
@@ -102,7 +130,7 @@ def prepare_command_job(tool: Process, job_order: dict[str, Any], run_dir: Path)
         for _, entry in job.pathmapper.items()
         if entry.staged and entry.type in ("File", "Directory")
     ]
-    return JobSpec(
+    spec = JobSpec(
         job_name="",
         title="",
         run_dir=str(run_dir),
@@ -117,6 +145,103 @@ def prepare_command_job(tool: Process, job_order: dict[str, Any], run_dir: Path)
         time_limit_seconds=job.timelimit or None,
         staged=staged,
     )
+    if wrapping:
+        spec.setup_lines = list(wrapping.setup_lines)
+        spec.container_prefix = list(wrapping.prefix)
+        spec.cleanup_lines = list(wrapping.cleanup_lines)
+    return spec
+
+
+def _refuse_targets_outside(job: CommandLineJob) -> None:
+    """InitialWorkDir entries at absolute paths (allowed with DockerRequirement) are refused.
+
+    They name places inside a container image; the host job would write them on the host.
+    """
+    if job.generatemapper is None:
+        return
+    outdir = os.path.abspath(job.outdir)
+    for _, entry in job.generatemapper.items():
+        target = os.path.abspath(entry.target)
+        if os.path.commonpath([outdir, target]) != outdir:
+            raise JobBuildError(
+                f"InitialWorkDirRequirement entry {entry.target!r} is outside the output directory: "
+                "absolute entry names are not supported"
+            )
+
+
+def _container_wrapping(tool: Process, job: CommandLineJob, run_dir: Path) -> Wrapping:
+    """The container runtime's lines for this job; empty without a DockerRequirement."""
+    docker, _ = _docker_requirement(tool)
+    if docker is None:
+        return Wrapping()
+    runtime = get_container_runtime()
+    image = ImageRequest.from_requirement(docker, base_dir=_document_dir(tool))
+    binds, bind_files = _bind_paths(job, run_dir)
+    container_job = ContainerJob(
+        workdir=job.outdir,
+        environment=_container_environment(tool, job),
+        binds=binds,
+        bind_files=bind_files,
+    )
+    try:
+        return runtime.wrap(image, container_job)
+    except ContainerError as exc:
+        raise JobBuildError(str(exc)) from None
+
+
+def _document_dir(tool: Process) -> str | None:
+    parsed = urlparse(str(tool.tool.get("id", "")))
+    return os.path.dirname(unquote(parsed.path)) if parsed.scheme == "file" else None
+
+
+def _container_environment(tool: Process, job: CommandLineJob) -> dict[str, str]:
+    """CWL's environment for a containerised command: the worker's PATH means nothing there.
+
+    cwltool puts the host's PATH last for a host job (over an EnvVarRequirement's); in a
+    container, as with cwltool's Docker jobs, the image's PATH applies unless the tool sets one.
+    """
+    environment = dict(job.environment)
+    for name in ("PATH", "SYSTEMROOT", "QEMU_LD_PREFIX"):
+        if name in environment and environment[name] == os.environ.get(name):
+            del environment[name]
+    env_var, _ = tool.get_requirement("EnvVarRequirement")
+    for item in (env_var or {}).get("envDef", []):
+        if item.get("envName") == "PATH":
+            value = item.get("envValue", "")
+            if "$(" in value or "${" in value:
+                value = job.builder.do_eval(value)
+            environment["PATH"] = str(value)
+    return environment
+
+
+def _bind_paths(job: CommandLineJob, run_dir: Path) -> tuple[list[str], list[str]]:
+    """Host paths the command must see at the same place: (directories, single files).
+
+    The whole runs folder (this run's outdir, tmp and stage, the workflow's ``src/``, other
+    steps' outdirs: everything staged inputs link to), or this run's folder if it lies
+    elsewhere, plus any staged input outside it (files bound alone, so that no directory of the
+    image is hidden).
+    """
+    runs = Path(settings.APIARY_RUNS_DIR).resolve()
+    run_dir = Path(run_dir).resolve()
+    base = runs if run_dir.is_relative_to(runs) else run_dir
+    dirs, files = [str(base)], []
+    mappers = [m for m in (job.pathmapper, job.generatemapper) if m is not None]
+    for mapper in mappers:
+        for _, entry in mapper.items():
+            if entry.type not in ("File", "Directory", "WritableFile", "WritableDirectory"):
+                continue
+            if not str(entry.resolved).startswith("/"):
+                continue
+            for path in dict.fromkeys([entry.resolved, os.path.realpath(entry.resolved)]):
+                if any(Path(path).is_relative_to(d) for d in dirs):
+                    continue
+                if entry.type.endswith("Directory"):
+                    dirs = [d for d in dirs if not Path(d).is_relative_to(path)] + [path]
+                elif path not in files:
+                    files.append(path)
+    files = [f for f in files if not any(Path(f).is_relative_to(d) for d in dirs)]
+    return dirs, files
 
 
 def collect_outputs(

@@ -3,6 +3,11 @@
 The script has an ``#SBATCH`` header, the (already staged) working directory, the command line
 with its environment, exit-code capture and the completion notice. The local batch system runs
 the very same script with bash, ignoring the ``#SBATCH`` comments.
+
+A containerised step (``workers/runtimes/``) adds the runtime's ``setup_lines`` (preparing the
+image) before the command, runs the command under ``container_prefix`` (``ch-run … --``), which
+sets the environment itself instead of ``env -i``, and adds ``cleanup_lines`` after it. Without a
+container the script is exactly as before.
 """
 
 from __future__ import annotations
@@ -10,6 +15,10 @@ from __future__ import annotations
 import math
 import shlex
 from dataclasses import dataclass, field
+
+
+class ShellWord(str):
+    """An argument already in shell syntax (e.g. ``"$IMG"``): written as is, not quoted."""
 
 
 @dataclass
@@ -27,7 +36,11 @@ class JobSpec:
     ram_mib: int | None = None
     time_limit_seconds: int | None = None
     sbatch_options: list[str] = field(default_factory=list)
+    # Set by a container runtime: image preparation, the argv wrapping the command (it sets the
+    # command's environment itself), and the cleanup after it.
+    setup_lines: list[str] = field(default_factory=list)
     container_prefix: list[str] = field(default_factory=list)
+    cleanup_lines: list[str] = field(default_factory=list)
     callback_url: str = ""
     callback_token: str = ""
     staged: list[tuple[str, str]] = field(default_factory=list)
@@ -49,10 +62,14 @@ def sbatch_header(spec: JobSpec) -> list[str]:
     return lines
 
 
+def _word(part: str) -> str:
+    return str(part) if isinstance(part, ShellWord) else shlex.quote(part)
+
+
 def render(spec: JobSpec) -> str:
     q = shlex.quote
     env = " ".join(f"{k}={q(v)}" for k, v in sorted(spec.environment.items()))
-    command = " ".join(q(part) for part in [*spec.container_prefix, *spec.command])
+    command = " ".join(q(part) for part in spec.command)
     redirects = ""
     if spec.stdin:
         redirects += f" < {q(spec.stdin)}"
@@ -74,10 +91,24 @@ def render(spec: JobSpec) -> str:
         'echo "node=$(hostname -s) started=$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$RUN_DIR/job.started"',
         f"cd {q(spec.workdir)} || exit 70",
         "",
-        "# The command, with exactly the environment CWL defines for it.",
-        f"env -i {env} \\\n  {command}{redirects}",
-        "rc=$?",
-        "",
+    ]
+    if spec.setup_lines:
+        lines += [*spec.setup_lines, ""]
+    if spec.container_prefix:
+        prefix = " ".join(_word(part) for part in spec.container_prefix)
+        lines += [
+            "# The command, in the container, with exactly the environment CWL defines for it.",
+            f"{prefix} {command}{redirects}",
+        ]
+    else:
+        lines += [
+            "# The command, with exactly the environment CWL defines for it.",
+            f"env -i {env} \\\n  {command}{redirects}",
+        ]
+    lines += ["rc=$?", ""]
+    if spec.cleanup_lines:
+        lines += [*spec.cleanup_lines, ""]
+    lines += [
         "# Record the exit code next to the outputs, then tell Apiary at once; if the notice is",
         "# lost, Apiary's periodic reconcile finds the job's end in the batch system.",
         'echo "$rc" > "$RUN_DIR/exit_code.tmp" && mv "$RUN_DIR/exit_code.tmp" "$RUN_DIR/exit_code"',
