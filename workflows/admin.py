@@ -1,5 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from portal.errors import ApplicationError
+from workflows import services
 from workflows.models import Step, StepRun, Workflow, WorkflowEvent
 
 
@@ -40,6 +42,40 @@ class WorkflowAdmin(admin.ModelAdmin):
         "ended_at",
     ]
     inlines = [StepInline, EventInline]
+    actions = ["start_selected", "pause_selected", "resume_selected", "cancel_selected"]
+
+    def _control(self, request, queryset, service, done: str) -> None:
+        """Apply a control service to each selected workflow; report what happened to each."""
+        moved, refused = 0, []
+        for workflow in queryset:
+            try:
+                service(workflow=workflow)
+                moved += 1
+            except ApplicationError as exc:
+                refused.append(exc.message)
+        if moved:
+            self.message_user(request, f"{moved} workflow(s) {done}.", messages.SUCCESS)
+        for message in refused[:10]:
+            self.message_user(request, message, messages.WARNING)
+
+    @admin.action(description="Start the selected workflows")
+    def start_selected(self, request, queryset):
+        self._control(request, queryset, services.workflow_start, "started")
+
+    @admin.action(description="Pause the selected workflows")
+    def pause_selected(self, request, queryset):
+        self._control(request, queryset, services.workflow_pause, "paused")
+
+    @admin.action(description="Resume the selected workflows")
+    def resume_selected(self, request, queryset):
+        self._control(request, queryset, services.workflow_resume, "resumed")
+
+    @admin.action(description="Cancel the selected workflows (kills their jobs)")
+    def cancel_selected(self, request, queryset):
+        self._control(request, queryset, services.workflow_cancel, "cancelled")
+
+    def has_add_permission(self, request):
+        return False  # workflows are submitted through the portal, the API or the CLI
 
 
 class RunInline(admin.TabularInline):
@@ -76,3 +112,6 @@ class StepAdmin(admin.ModelAdmin):
         "ended_at",
     ]
     inlines = [RunInline]
+
+    def has_add_permission(self, request):
+        return False  # steps come from the submitted CWL

@@ -83,3 +83,84 @@ def workflow_file(*, workflow: Workflow, relative: str) -> Path:
     if not path.is_relative_to(root) or not path.is_file():
         raise NotFound(f"No file {relative!r} in workflow {workflow.id}.")
     return path
+
+
+def workflow_edges(*, workflow: Workflow) -> list[tuple[int, int]]:
+    """The DAG's dependency edges as ``(upstream step id, downstream step id)`` pairs."""
+    from workflows.models import StepDependency
+
+    edges = StepDependency.objects.filter(downstream__workflow=workflow)
+    return list(edges.values_list("upstream_id", "downstream_id"))
+
+
+def steps_in_tree_order(steps: list[Step]) -> list[Step]:
+    """Steps with each one's children right after it (top-level steps in their stored order).
+
+    Sets ``depth`` on each step (0 for top-level steps), for indenting.
+    """
+    children: dict = {}
+    for step in steps:
+        children.setdefault(step.parent_id, []).append(step)
+    ordered: list[Step] = []
+
+    def visit(parent_id, depth):
+        for step in children.get(parent_id, []):
+            step.depth = depth
+            ordered.append(step)
+            visit(step.pk, depth + 1)
+
+    visit(None, 0)
+    seen = {s.pk for s in ordered}
+    ordered.extend(s for s in steps if s.pk not in seen)  # orphans cannot exist, but never hide one
+    return ordered
+
+
+LOG_CHUNK_BYTES = 256 * 1024
+
+
+def step_log_read(*, step: Step, stream: str, offset: int | None = None) -> dict:
+    """Up to ``LOG_CHUNK_BYTES`` of a step's log from byte ``offset`` (None: the last chunk).
+
+    Returns ``text``, ``offset`` (where the next read starts), ``start`` (where this text
+    begins), ``size`` (of the file now), ``exists`` and ``run`` (the latest attempt, or None).
+    A multi-byte character cut at the end of a chunk is left for the next read.
+    """
+    run = step_latest_run(step=step)
+    path = step_log_path(step=step, stream=stream)
+    at = offset or 0
+    result = {"text": "", "offset": at, "start": at, "size": 0, "exists": False, "run": run}
+    if path is None or not path.is_file():
+        return result
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        start = max(0, size - LOG_CHUNK_BYTES) if offset is None else min(max(0, offset), size)
+        fh.seek(start)
+        data = fh.read(LOG_CHUNK_BYTES)
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(data) - 3 and exc.reason == "unexpected end of data":
+            data = data[: exc.start]
+        text = data.decode(errors="replace")
+    result.update(text=text, offset=start + len(data), start=start, size=size, exists=True)
+    return result
+
+
+def workflow_archive_get(*, workflow: Workflow):
+    """The archive of an ARCHIVED workflow; Conflict (409) while it is not archived yet."""
+    from portal.errors import Conflict
+    from workflows.models import Archive
+
+    archive = Archive.objects.filter(workflow=workflow).first()
+    if workflow.state != WorkflowState.ARCHIVED or archive is None:
+        raise Conflict(
+            f"Workflow {workflow.id} is {workflow.state}, not archived yet.", extra={"state": workflow.state}
+        )
+    if not Path(archive.path).is_file():
+        raise NotFound(f"The archive file of workflow {workflow.id} is missing.")
+    return archive
+
+
+def archived_workflows(*, user) -> QuerySet[Workflow]:
+    """The user's ARCHIVED workflows (admins: all) with their archive, newest first."""
+    return workflow_list(user=user, state=WorkflowState.ARCHIVED).select_related("archive")
