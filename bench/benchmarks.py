@@ -81,9 +81,11 @@ def run_apiary(workflow: str, inputs: str) -> float:
         response.raise_for_status()
         workflow_id = response.json()["id"]
         while True:
-            state = client.get(f"/api/v1/workflows/{workflow_id}/").json()["state"]
+            detail = client.get(f"/api/v1/workflows/{workflow_id}/").json()
+            state = detail["state"]
             if state not in ("SUBMITTED", "RUNNING"):
                 elapsed = time.monotonic() - start
+                state = detail.get("outcome") or state  # ARCHIVED keeps how it ended
                 break
             time.sleep(POLL)
         if state != "COMPLETED":

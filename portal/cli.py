@@ -9,7 +9,8 @@ Exit codes scripts can rely on:
 
 * 0 - success.
 * 1 - the API refused the request (a 4xx not listed below, or a 500), or ``query --watch`` saw the workflow
-  end in a state other than COMPLETED (a declined confirmation also exits 1).
+  end in a state other than COMPLETED (a declined confirmation also exits 1), or ``copy`` received an
+  archive whose SHA-256 does not match the server's (nothing is saved).
 * 2 - usage error: bad arguments, unreadable config, ``cancel``/``delete`` without ``--yes`` and no
   terminal to ask on.
 * 3 - not found (404).
@@ -22,10 +23,13 @@ Errors print ``error: <message>`` on stderr, never a traceback. ``--json`` print
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import io
 import json
 import os
+import re
 import sys
 import tarfile
 import time
@@ -238,6 +242,61 @@ class Client:
         part.replace(dest)
         return size
 
+    def download_verified(self, url: str, dest: Path) -> tuple[int, str]:
+        """Stream ``url`` into ``dest`` checking the server's SHA-256 and length; (bytes, sha256).
+
+        The expected digest comes from ``X-Checksum-SHA256`` (or ``Digest: sha-256=<base64>``).
+        On a mismatch, or without a digest, nothing is left at ``dest`` and CliError is raised.
+        """
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        digest, size = hashlib.sha256(), 0
+        try:
+            with self._http.stream("GET", url, headers=self._headers(url), timeout=300.0) as response:
+                self.check(response)
+                expected = _expected_sha256(response.headers)
+                length = response.headers.get("content-length")
+                with open(part, "wb") as fh:
+                    for chunk in response.iter_bytes():
+                        fh.write(chunk)
+                        digest.update(chunk)
+                        size += len(chunk)
+        except httpx.HTTPError as exc:
+            part.unlink(missing_ok=True)
+            raise CliError(EXIT_UNREACHABLE, f"cannot download {url}: {exc}") from None
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        actual = digest.hexdigest()
+        problem = None
+        if expected is None:
+            problem = "the server sent no SHA-256 checksum (X-Checksum-SHA256 or Digest); nothing saved"
+        elif length is not None and length.isdigit() and int(length) != size:
+            problem = f"received {size} bytes but the server announced {length}; nothing saved"
+        elif actual != expected:
+            problem = (
+                f"checksum mismatch: got sha256 {actual}, the server announced {expected}; nothing saved"
+            )
+        if problem:
+            part.unlink(missing_ok=True)
+            raise CliError(EXIT_REFUSED, problem)
+        part.replace(dest)
+        return size, actual
+
+
+def _expected_sha256(headers: httpx.Headers) -> str | None:
+    value = headers.get("x-checksum-sha256")
+    if value:
+        return value.strip().lower()
+    for part in headers.get("digest", "").split(","):
+        algorithm, _, encoded = part.strip().partition("=")
+        if algorithm.lower() == "sha-256" and encoded:
+            try:
+                return base64.b64decode(encoded).hex()
+            except ValueError:
+                return None
+    return None
+
 
 def _error_body(response: httpx.Response) -> tuple[str, dict]:
     try:
@@ -320,7 +379,8 @@ EPILOG = """Server and token: --server/--token, else APIARY_SERVER/APIARY_TOKEN,
 Exit codes:
 
 * 0 ok
-* 1 the API refused the request (other 4xx), or `query --watch` saw the workflow end not COMPLETED
+* 1 the API refused the request (other 4xx), or `query --watch` saw the workflow end not COMPLETED,
+  or `copy` got an archive whose checksum does not match
 * 2 usage error
 * 3 not found (404)
 * 4 conflict with the workflow's state (409)
@@ -384,6 +444,23 @@ def _state_text(state: str | None) -> Text:
     return Text(state, style=STATE_STYLES.get(state, ""))
 
 
+def _state_cell(workflow: dict) -> Text:
+    """The state, with how an archived workflow ended: ``ARCHIVED (COMPLETED)``."""
+    text = _state_text(workflow.get("state"))
+    outcome = workflow.get("outcome")
+    if workflow.get("state") == "ARCHIVED" and outcome:
+        text.append(" (")
+        text.append_text(_state_text(outcome))
+        text.append(")")
+    return text
+
+
+def _succeeded(workflow: dict) -> bool:
+    """Completed, or archived after completing."""
+    state = workflow.get("state")
+    return state == "COMPLETED" or (state == "ARCHIVED" and workflow.get("outcome") == "COMPLETED")
+
+
 def _progress(workflow: dict) -> str:
     return f"{workflow.get('steps_done') or 0}/{workflow.get('steps_total') or 0}"
 
@@ -400,7 +477,7 @@ def render_list(results: list[dict], width: int = 200) -> Table:
         table.add_column("created", no_wrap=True)
         table.add_column("ended", no_wrap=True)
     for w in results:
-        cells = [Text(str(w.get("id", ""))), Text(str(w.get("name", ""))), _state_text(w.get("state"))]
+        cells = [Text(str(w.get("id", ""))), Text(str(w.get("name", ""))), _state_cell(w)]
         cells.append(_progress(w))
         if dates:
             cells += [_when(w.get("created_at"), dates), _when(w.get("ended_at"), dates)]
@@ -413,11 +490,19 @@ def render_workflow(detail: dict) -> Group:
     head.add_column(style="bold")
     head.add_column()
     head.add_row("workflow", Text(f"{detail.get('id', '')}  {detail.get('name', '')}"))
-    head.add_row("state", _state_text(detail.get("state")))
+    head.add_row("state", _state_cell(detail))
     head.add_row("steps", f"{_progress(detail)} done")
     for key in ("created_at", "started_at", "ended_at"):
         if detail.get(key):
             head.add_row(key.removesuffix("_at"), _when(detail[key]))
+    archive = detail.get("archive")
+    if isinstance(archive, dict):
+        head.add_row("archive", Text(f"{archive.get('size')} bytes, sha256 {archive.get('sha256')}"))
+    if detail.get("source_workflow_id"):
+        source = f"workflow {detail['source_workflow_id']}"
+        if detail.get("source_archive_sha256"):
+            source += f", archive sha256 {detail['source_archive_sha256']}"
+        head.add_row("re-executed from", Text(source))
     if detail.get("error"):
         head.add_row("error", Text(str(detail["error"]), style="red"))
     steps = Table(box=box.SIMPLE_HEAD)
@@ -798,7 +883,7 @@ def query(
     else:
         with Live(console=state.out, auto_refresh=False) as live:
             detail = _poll(client, workflow_id, interval, None, live)
-    raise typer.Exit(EXIT_OK if detail.get("state") == "COMPLETED" else EXIT_REFUSED)
+    raise typer.Exit(EXIT_OK if _succeeded(detail) else EXIT_REFUSED)
 
 
 def _poll(client: Client, workflow_id: str, interval: float, log: Console | None, live: Live | None = None):
@@ -919,6 +1004,92 @@ def outputs(
         taken.add(target)
         size = client.download(url, target)
         log.print(f"{target} ({size} bytes)", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+@handle_errors
+def copy(
+    ctx: typer.Context,
+    workflow_id: IdArg,
+    dest: Annotated[
+        Path | None,
+        typer.Argument(metavar="[DEST]", help="A folder (default: here) or a file name for the .tgz."),
+    ] = None,
+) -> None:
+    """Download an ARCHIVED workflow's archive as ID.tgz and verify its SHA-256.
+
+    The archive holds the CWL documents, inputs, job scripts, logs, step metadata and outputs;
+    `apiary --server OTHER reexecute ID.tgz` runs it again on any Apiary. Exits 4 if the workflow
+    is not archived yet, 1 (and saves nothing) if the checksum does not match.
+    """
+    state = _state(ctx)
+    target = dest or Path(".")
+    if target.is_dir() or str(target).endswith(("/", os.sep)):
+        target = target / f"{workflow_id}.tgz"
+    size, sha256 = state.client().download_verified(_wf(workflow_id, "archive"), target)
+    typer.echo(str(target))
+    _note(state, f"{size} bytes, sha256 {sha256} (verified)")
+
+
+@app.command()
+@handle_errors
+def reexecute(
+    ctx: typer.Context,
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="ARCHIVE_OR_ID",
+            help="An archive (.tgz, e.g. from `apiary copy`) or an archived workflow's id.",
+        ),
+    ],
+    name: Annotated[str | None, typer.Option("--name", "-n", help="A name for the new workflow.")] = None,
+    inputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--inputs",
+            "-i",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="YAML/JSON inputs overriding the archived ones (File paths relative to the main document).",
+        ),
+    ] = None,
+    start: Annotated[bool, typer.Option("--start/--no-start", help="Start it right away.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run an archived workflow again as a new workflow (new id, every state reset); print its id."""
+    state = _state(ctx)
+    data = {"start": "true" if start else "false"}
+    if name:
+        data["name"] = name
+    if inputs is not None:
+        data["inputs_text"] = inputs.read_text()
+    path = Path(source)
+    if path.is_file():
+        with open(path, "rb") as fh:
+            detail = state.client().post(
+                "workflows/reexecute",
+                data=data,
+                files=[("archive", (path.name, fh, "application/gzip"))],
+                timeout=600.0,
+            )
+    elif _looks_like_id(source):
+        detail = state.client().post("workflows/reexecute", data={**data, "workflow": source}, timeout=600.0)
+    else:
+        raise CliError(EXIT_USAGE, f"{source} is neither an archive file nor a workflow id")
+    if as_json:
+        _print_json(detail)
+        return
+    typer.echo(detail["id"])
+    _note(
+        state,
+        f"re-executed {detail.get('source_workflow_id')} as {detail.get('name', '')!r} "
+        f"({detail.get('state', '?')}); follow it with: apiary query {detail['id']} --watch",
+    )
+
+
+def _looks_like_id(text: str) -> bool:
+    return bool(re.fullmatch(r"[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}", text.strip()))
 
 
 @app.command()

@@ -42,6 +42,10 @@ def scratch_dirs(tmp_path_factory):
     settings.VAR_DIR = scratch
     settings.APIARY_RUNS_DIR = scratch / "runs"
     settings.APIARY_CALLBACK_URL = ""
+    settings.APIARY_ARCHIVE_DIR = scratch / "archives"
+    # Off by default so that tests see workflows stay in the state they ended in; the archive
+    # tests turn it on (tests/integration/test_archive_slurm.py starts a worker with it on).
+    settings.APIARY_ARCHIVE_ENABLED = False
     return scratch
 
 

@@ -12,8 +12,8 @@ reconcile), collects the step's outputs with cwltool, and enqueues ``advance``.
 one ``squeue`` and one ``sacct``), catching ends that no push reported.
 
 Each function takes ids, re-reads state, and may run twice: claims are compare-and-swap, a run
-row is written before ``sbatch`` and its job id after, and the job name (``apiary-<run id>``)
-finds a job again whose ``sbatch`` reply was lost.
+row is written before ``sbatch`` and its job id after, and the job name
+(``apiary-<run id>-<token prefix>``) finds a job again whose ``sbatch`` reply was lost.
 """
 
 from __future__ import annotations
@@ -259,8 +259,12 @@ def _submit_step(workflow: Workflow, tool, step: Step, job_order: dict) -> None:
         hint_options = slurm_hints.sbatch_options(tool)
         run_dir.mkdir(parents=True, exist_ok=True)
         spec = cwl_job.prepare_command_job(tool, job_order, run_dir)
-    except (cwl_job.JobBuildError, OSError) as exc:
-        _end_run(run, RunState.ENDED, detail="not submitted")
+    except Exception as exc:  # e.g. cwltool's ValidationException for a missing input file
+        # Whatever stops the job from being built fails the step now; left SUBMITTED with an
+        # unsubmitted run it would be "recovered" and rebuilt every PREPARING_GRACE, forever.
+        if not isinstance(exc, (cwl_job.JobBuildError, OSError)):
+            log.exception("building the job of step %s of workflow %s", step.name, workflow.id)
+        _end_run(run, RunState.ENDED, batch_state_detail="not submitted")
         step_transition(step=step, new=StepState.FAILED, reason="job could not be built", error=str(exc))
         return
     spec.job_name = run.job_name
@@ -464,6 +468,7 @@ def reconcile(batch=None) -> dict:
         else:
             summary["finalized"] += finalize_run(run.pk, status)
     _kick_stalled_workflows()
+    _kick_unarchived_workflows(now)
     return summary
 
 
@@ -510,6 +515,29 @@ def _kick_stalled_workflows() -> None:
         steps__state__in=[s for s in StepState.values if s not in STEP_TERMINAL]
     ):
         _enqueue_advance(workflow.pk)
+
+
+# An ended workflow still not archived this long after its end lost its archive task.
+ARCHIVE_GRACE = timedelta(minutes=10)
+
+
+def _kick_unarchived_workflows(now) -> None:
+    """Re-enqueue archiving for ended workflows whose archive task was lost (at most 20 a cycle)."""
+    if not settings.APIARY_ARCHIVE_ENABLED:
+        return
+    from workers.tasks import archive_workflow
+
+    ended = Workflow.objects.filter(
+        state__in=[
+            WorkflowState.COMPLETED,
+            WorkflowState.FAILED,
+            WorkflowState.PARTIAL_FAIL,
+            WorkflowState.CANCELLED,
+        ],
+        ended_at__lt=now - ARCHIVE_GRACE,
+    ).values_list("pk", flat=True)[:20]
+    for workflow_id in ended:
+        transaction.on_commit(lambda w=workflow_id: archive_workflow.delay(str(w)), robust=True)
 
 
 def cancel_jobs(workflow_id) -> None:

@@ -27,3 +27,27 @@ def reconcile() -> dict:
 @shared_task(name="workers.cancel_jobs")
 def cancel_jobs(workflow_id: str) -> None:
     scheduler.cancel_jobs(workflow_id)
+
+
+# A just-cancelled workflow's jobs are still being closed: wait this many times this long.
+ARCHIVE_WAIT_RETRIES, ARCHIVE_WAIT_SECONDS = 12, 5
+
+
+@shared_task(
+    name="workers.archive_workflow",
+    bind=True,
+    max_retries=ARCHIVE_WAIT_RETRIES + 3,
+    autoretry_for=(OSError,),
+    retry_backoff=10,
+    time_limit=3600,
+    soft_time_limit=3540,
+)
+def archive_workflow(self, workflow_id: str) -> str | None:
+    """Package an ended workflow (``workers/archive.py``); idempotent, never blocks the scheduler."""
+    from workflows import services
+
+    waiting = services.workflow_archive_waiting(workflow_id=workflow_id)
+    if waiting and self.request.retries < ARCHIVE_WAIT_RETRIES:
+        raise self.retry(countdown=ARCHIVE_WAIT_SECONDS)
+    archive = services.workflow_archive(workflow_id=workflow_id)
+    return archive.sha256 if archive else None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -11,10 +13,12 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from portal.errors import NotFound
 from workflows import selectors, services
 from workflows.serializers import (
     WorkflowDetailSerializer,
     WorkflowListSerializer,
+    WorkflowReexecuteSerializer,
     WorkflowSubmitSerializer,
     public_outputs,
 )
@@ -79,6 +83,8 @@ class WorkflowActionApi(APIView):
     @extend_schema(request=None, responses=WorkflowDetailSerializer)
     def post(self, request, workflow_id, action):
         workflow = selectors.workflow_get(user=request.user, workflow_id=workflow_id)
+        if action not in ACTIONS:
+            raise NotFound(f"No action {action!r}; use one of {', '.join(ACTIONS)}.")
         ACTIONS[action](workflow=workflow)
         workflow = selectors.workflow_get(user=request.user, workflow_id=workflow_id)
         return Response(WorkflowDetailSerializer(workflow, context={"request": request}).data)
@@ -114,6 +120,58 @@ class StepLogApi(APIView):
         return Response(
             {"step": step.name, "stream": stream, "state": step.state, "offset": size, "text": text}
         )
+
+
+class WorkflowArchiveApi(APIView):
+    """The workflow's archive (.tgz), with its size and SHA-256 for verification by the client."""
+
+    @extend_schema(responses={(200, "application/gzip"): bytes})
+    def get(self, request, workflow_id):
+        workflow = selectors.workflow_get(user=request.user, workflow_id=workflow_id)
+        archive = selectors.workflow_archive_get(workflow=workflow)
+        response = FileResponse(
+            open(archive.path, "rb"),
+            as_attachment=True,
+            filename=f"{workflow.id}.tgz",
+            content_type="application/gzip",
+        )
+        response["Content-Length"] = str(archive.size)
+        response["X-Checksum-SHA256"] = archive.sha256
+        response["Digest"] = "sha-256=" + base64.b64encode(bytes.fromhex(archive.sha256)).decode()
+        return response
+
+
+class WorkflowReexecuteApi(APIView):
+    """A new workflow from an archive: an uploaded .tgz or one of the user's ARCHIVED workflows."""
+
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(
+        request={"multipart/form-data": WorkflowReexecuteSerializer}, responses=WorkflowDetailSerializer
+    )
+    def post(self, request):
+        form = WorkflowReexecuteSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        source = None
+        if "workflow" in data:
+            source = selectors.workflow_get(user=request.user, workflow_id=data["workflow"])
+        workflow = services.workflow_reexecute(
+            owner=request.user,
+            upload=data.get("archive"),
+            source=source,
+            name=data.get("name", ""),
+            inputs_text=data.get("inputs_text") or None,
+            start=data.get("start", True),
+        )
+        workflow = selectors.workflow_get(user=request.user, workflow_id=workflow.id)
+        body = WorkflowDetailSerializer(workflow, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(post=extend_schema(exclude=True))
+class WorkflowReexecuteSlashApi(WorkflowReexecuteApi):
+    """``workflows/reexecute/`` (with a slash) does the same; only one is in the schema."""
 
 
 class RunFinishedApi(APIView):

@@ -15,7 +15,9 @@ from __future__ import annotations
 import functools
 import io
 import itertools
+import json
 import logging
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,17 +57,45 @@ def _load_cached(uri: str, mtime_ns: int) -> Process:
     return load_tool(uri, loading_context())
 
 
-def load_process(path: Path) -> Process:
-    """Load and validate a CWL document (cached per path and modification time)."""
-    path = Path(path).resolve()
+def split_fragment(path: Path | str) -> tuple[Path, str]:
+    """``packed.cwl#main`` -> (``packed.cwl``, ``main``): a process inside a packed document.
+
+    A file whose name really contains ``#`` is taken as it is.
+    """
+    path = Path(path)
+    if "#" in path.name and not path.exists():
+        name, _, fragment = path.name.partition("#")
+        return path.with_name(name), fragment
+    return path, ""
+
+
+def load_process(path: Path | str) -> Process:
+    """Load and validate a CWL document (cached per path and modification time).
+
+    ``path`` may end in ``#id`` to run one process of a packed (``$graph``) document; without
+    it cwltool takes ``#main``.
+    """
+    path, fragment = split_fragment(path)
+    path = path.resolve()
     if not path.is_file():
         raise CwlError(f"CWL document {path.name} not found.")
     try:
-        return _load_cached(path.as_uri(), path.stat().st_mtime_ns)
+        return _load_cached(path.as_uri() + (f"#{fragment}" if fragment else ""), path.stat().st_mtime_ns)
     except (ValidationException, WorkflowException) as exc:
         raise CwlError(f"Invalid CWL: {_clean(exc)}") from None
     except Exception as exc:  # schema-salad raises a variety of errors on malformed YAML
         raise CwlError(f"Could not load {path.name}: {_clean(exc)}") from None
+
+
+def warm_up() -> None:
+    """Load cwltool's CWL schemas now rather than on the first submission (about 0.3 s each).
+
+    Called when a web or worker process starts, so that the first workflow does not pay it.
+    """
+    from cwltool.process import get_schema
+
+    for version in ("v1.0", "v1.1", "v1.2"):
+        get_schema(version)
 
 
 def _clean(exc: Exception) -> str:
@@ -86,26 +116,32 @@ def parse_job_order(text: str, name: str = "inputs") -> dict[str, Any]:
     return data
 
 
-def resolve_locations(value: Any, base: Path) -> Any:
-    """Make every File/Directory ``path``/``location`` an absolute file:// URI under ``base``.
+def resolve_locations(value: Any, base: Path, root: Path | None = None) -> Any:
+    """Make every File/Directory ``path``/``location`` an absolute file:// URI.
 
-    Relative paths are resolved against the folder the inputs file was uploaded with; a path
-    that leaves that folder is refused (a user may not reference other users' files).
+    Relative paths are resolved against ``base``, the folder the inputs file was uploaded with.
+    A path that leaves ``root`` (the submitted files; ``base`` if not given) is refused: a user
+    may not reference other users' files. ``../data.txt`` from an inputs file in a subfolder
+    of the submission stays inside it and is fine.
     """
+    root = base if root is None else root
     if isinstance(value, list):
-        return [resolve_locations(v, base) for v in value]
+        return [resolve_locations(v, base, root) for v in value]
     if not isinstance(value, dict):
         return value
-    out = {k: resolve_locations(v, base) for k, v in value.items()}
+    out = {k: resolve_locations(v, base, root) for k, v in value.items()}
     if out.get("class") in ("File", "Directory"):
-        ref = out.pop("path", None) or out.get("location")
+        path = out.pop("path", None)
+        ref = path or out.get("location")
         if ref is not None:
             if "://" in ref and not ref.startswith("file://"):
                 raise CwlError(f"Input location {ref!r}: only local files can be used.")
             if ref.startswith("file://"):
                 ref = ref[len("file://") :]
+            if not path:
+                ref = urllib.parse.unquote(ref)  # a location is a URI: "a%20b.txt" names "a b.txt"
             target = (base / ref).resolve()
-            if not target.is_relative_to(base.resolve()):
+            if not target.is_relative_to(Path(root).resolve()):
                 raise CwlError(
                     f"Input {ref!r} points outside the submitted files; upload it with the workflow."
                 )
@@ -202,13 +238,49 @@ def _topological(steps: list[StepSpec]) -> list[StepSpec]:
         raise CwlError(f"The workflow's steps depend on each other in a cycle: {exc.args[1]}") from None
 
 
-def validate_job_order(process: Process, job_order: dict[str, Any]) -> None:
-    """Check inputs against the process's input schema (cwltool's own validation)."""
-    runtime = RuntimeContext({"outdir": "/nonexistent", "tmpdir": "/nonexistent"})
+def validate_job_order(process: Process, job_order: dict[str, Any]) -> dict[str, Any]:
+    """Check inputs against the process's input schema; the job order to run, as cwltool's.
+
+    As cwltool's ``main`` does for the job order it is given: ``format`` values are expanded
+    with the namespaces of the inputs file and of the document (``edam:format_2330`` ->
+    ``http://edamontology.org/format_2330``), and the ``secondaryFiles`` that the process's
+    inputs declare are discovered next to the given files (cwltool's top-level job). Nothing
+    else of the initialised job is kept: defaults stay in the documents, where cwltool reads
+    them with their written form (``0.00001`` is not ``1e-05`` on a command line).
+    """
+    from cwltool.utils import visit_class
+    from schema_salad.ref_resolver import Loader
+
+    namespaces = {**(job_order.get("$namespaces") or {}), **(process.metadata.get("$namespaces") or {})}
+    job_order = {k: v for k, v in job_order.items() if not k.startswith("$") and k not in ("id", "cwl:tool")}
+    if namespaces:
+        loader = Loader(dict(namespaces))
+
+        def expand_format(obj):
+            if isinstance(obj.get("format"), str):
+                obj["format"] = loader.expand_url(obj["format"], "")
+
+        visit_class(job_order, ("File",), expand_format)
+    if any(k in job_order for k in ("cwl:requirements", "https://w3id.org/cwl/cwl#requirements")):
+        raise CwlError("Apiary does not support requirements in the inputs object (cwl:requirements) yet.")
+    runtime = RuntimeContext({"outdir": "/nonexistent", "tmpdir": "/nonexistent", "toplevel": True})
     try:
-        process._init_job(dict(job_order), runtime)
+        builder = process._init_job(dict(job_order), runtime)
     except (ValidationException, WorkflowException) as exc:
         raise CwlError(f"Invalid inputs: {_clean(exc)}") from None
+    return _with_secondary_files(job_order, json.loads(json.dumps(builder.job)))
+
+
+def _with_secondary_files(given: Any, initialised: Any) -> Any:
+    """``given`` with the ``secondaryFiles`` cwltool discovered in its copy ``initialised``."""
+    if isinstance(given, list) and isinstance(initialised, list) and len(given) == len(initialised):
+        return [_with_secondary_files(g, i) for g, i in zip(given, initialised, strict=True)]
+    if not isinstance(given, dict) or not isinstance(initialised, dict):
+        return given
+    out = {k: _with_secondary_files(v, initialised.get(k)) for k, v in given.items()}
+    if given.get("class") == "File" and initialised.get("secondaryFiles") and not given.get("secondaryFiles"):
+        out["secondaryFiles"] = initialised["secondaryFiles"]
+    return out
 
 
 # --- navigating the tree --------------------------------------------------------------------
@@ -286,15 +358,13 @@ def resolve_step_inputs(
 
 
 def _load_contents(value) -> None:
-    from cwltool.utils import content_limit_respected_read
+    from cwltool.builder import content_limit_respected_read
+    from schema_salad.ref_resolver import uri_file_path
 
     for item in value if isinstance(value, list) else [value]:
         if isinstance(item, dict) and item.get("class") == "File" and item.get("contents") is None:
-            path = (
-                item["location"][len("file://") :]
-                if item["location"].startswith("file://")
-                else item["location"]
-            )
+            location = item["location"]
+            path = uri_file_path(location) if location.startswith("file://") else location
             with open(path, "rb") as fh:
                 item["contents"] = content_limit_respected_read(fh)
 

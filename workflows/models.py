@@ -10,7 +10,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from workflows.states import StepState, WorkflowState
+from workflows.states import WORKFLOW_ENDED, StepState, WorkflowState
 
 
 class Workflow(models.Model):
@@ -29,6 +29,17 @@ class Workflow(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # How the run ended (COMPLETED, FAILED, PARTIAL_FAIL or CANCELLED), set by the transition
+    # that ended it and kept when the workflow becomes ARCHIVED; empty while it runs.
+    outcome = models.CharField(
+        max_length=20,
+        blank=True,
+        choices=[(s.value, s.label) for s in WORKFLOW_ENDED],
+    )
+    # Provenance of a re-executed run: the workflow and the archive (sha256 of the .tgz) it was
+    # re-executed from. The source may live on another Apiary instance, hence no foreign key.
+    source_workflow_id = models.UUIDField(null=True, blank=True)
+    source_archive_sha256 = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -42,6 +53,28 @@ class Workflow(models.Model):
         from workflows.storage import workflow_dir
 
         return workflow_dir(self.id)
+
+
+class Archive(models.Model):
+    """The archive of a finished workflow: ``<APIARY_ARCHIVE_DIR>/<workflow id>.tgz``.
+
+    A row of its own rather than fields on ``Workflow``: it exists only once packaging has
+    succeeded, so "archived" is one join away and a workflow's columns stay about its run. The
+    row is written (with the workflow's move to ARCHIVED) only after the file is complete and
+    renamed into place; ``size`` and ``sha256`` are those of the file, served to ``apiary copy``
+    for verification. Deleting the workflow deletes the row (cascade) and the file (service).
+    The archive's own contents are described in ``workers/archive.py``.
+    """
+
+    workflow = models.OneToOneField(Workflow, on_delete=models.CASCADE, related_name="archive")
+    path = models.CharField(max_length=1000)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    format_version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"archive of {self.workflow_id} ({self.size} bytes)"
 
 
 class WorkflowEvent(models.Model):
@@ -145,7 +178,7 @@ def _new_run_token() -> str:
 class StepRun(models.Model):
     """One attempt at running a step as a batch job.
 
-    The job name given to the batch system is ``apiary-<run id>``, so a job whose ``sbatch``
+    The job name given to the batch system is :attr:`job_name`, so a job whose ``sbatch``
     reply was lost can be found again by name. ``token`` authenticates the job wrapper's
     completion notice for this run only.
     """
@@ -188,7 +221,9 @@ class StepRun(models.Model):
 
     @property
     def job_name(self) -> str:
-        return f"apiary-{self.pk}"
+        """``apiary-<run id>-<8 characters of the run's token>``: unique even when several Apiary
+        instances (or test databases, whose run ids all start at 1) share one Slurm."""
+        return f"apiary-{self.pk}-{self.token[:8]}"
 
     @property
     def run_dir(self):

@@ -3,7 +3,7 @@ from urllib.parse import unquote
 from django.urls import reverse
 from rest_framework import serializers
 
-from workflows.models import Step, StepRun, Workflow
+from workflows.models import Archive, Step, StepRun, Workflow
 from workflows.storage import workflow_dir
 
 
@@ -109,6 +109,7 @@ class WorkflowListSerializer(serializers.ModelSerializer):
             "name",
             "owner",
             "state",
+            "outcome",
             "process_class",
             "cwl_version",
             "steps_total",
@@ -122,9 +123,33 @@ class WorkflowListSerializer(serializers.ModelSerializer):
 class WorkflowDetailSerializer(WorkflowListSerializer):
     steps = serializers.SerializerMethodField()
     outputs = serializers.SerializerMethodField()
+    archive = serializers.SerializerMethodField()
 
     class Meta(WorkflowListSerializer.Meta):
-        fields = WorkflowListSerializer.Meta.fields + ["main_document", "error", "steps", "outputs"]
+        fields = WorkflowListSerializer.Meta.fields + [
+            "main_document",
+            "error",
+            "steps",
+            "outputs",
+            "archive",
+            "source_workflow_id",
+            "source_archive_sha256",
+        ]
+
+    def get_archive(self, workflow) -> dict | None:
+        """Size, sha256 and download URL of the archive, once the workflow is ARCHIVED."""
+        archive = Archive.objects.filter(workflow=workflow).first()
+        if archive is None:
+            return None
+        url = reverse("api-workflow-archive", args=[workflow.id])
+        request = self.context.get("request")
+        return {
+            "size": archive.size,
+            "sha256": archive.sha256,
+            "created_at": archive.created_at,
+            "format_version": archive.format_version,
+            "url": request.build_absolute_uri(url) if request else url,
+        }
 
     def get_steps(self, workflow) -> list[dict]:
         steps = workflow.steps.prefetch_related("runs", "depends_on")
@@ -153,3 +178,25 @@ class WorkflowSubmitSerializer(serializers.Serializer):
     )
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     start = serializers.BooleanField(required=False, default=True)
+
+
+class WorkflowReexecuteSerializer(serializers.Serializer):
+    archive = serializers.FileField(
+        required=False, help_text="An Apiary archive (.tgz), e.g. from `apiary copy`."
+    )
+    workflow = serializers.UUIDField(
+        required=False, help_text="Or: the id of one of your ARCHIVED workflows."
+    )
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    inputs_text = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="Inputs to override (YAML/JSON object), merged over the archived inputs.",
+    )
+    start = serializers.BooleanField(required=False, default=True)
+
+    def validate(self, data):
+        if ("archive" in data) == ("workflow" in data):
+            raise serializers.ValidationError("Give either 'archive' (a file) or 'workflow' (an id).")
+        return data

@@ -32,6 +32,8 @@ WORKFLOW_TRANSITIONS: dict[str, set[str]] = {
 }
 WORKFLOW_ACTIVE = frozenset({W.SUBMITTED, W.RUNNING, W.PAUSED})
 WORKFLOW_FINISHED = frozenset({W.COMPLETED, W.FAILED, W.PARTIAL_FAIL, W.CANCELLED, W.ARCHIVED})
+# The states a run ends in. Each end is archived (then ARCHIVED, keeping it as ``outcome``).
+WORKFLOW_ENDED = (W.COMPLETED, W.FAILED, W.PARTIAL_FAIL, W.CANCELLED)
 
 
 class StepState(models.TextChoices):

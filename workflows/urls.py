@@ -4,11 +4,16 @@ from workflows import api
 
 urlpatterns = [
     path("workflows/", api.WorkflowListApi.as_view(), name="api-workflows"),
+    path("workflows/reexecute", api.WorkflowReexecuteApi.as_view(), name="api-workflow-reexecute"),
+    path("workflows/reexecute/", api.WorkflowReexecuteSlashApi.as_view()),
     path("workflows/<str:workflow_id>/", api.WorkflowDetailApi.as_view(), name="api-workflow"),
     path(
         "workflows/<str:workflow_id>/<str:action>/",
         api.WorkflowActionApi.as_view(),
         name="api-workflow-action",
+    ),
+    path(
+        "workflows/<str:workflow_id>/archive", api.WorkflowArchiveApi.as_view(), name="api-workflow-archive"
     ),
     path(
         "workflows/<str:workflow_id>/outputs", api.WorkflowOutputsApi.as_view(), name="api-workflow-outputs"

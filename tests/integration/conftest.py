@@ -4,6 +4,7 @@
 these tests refuse to run against the embedded defaults rather than silently test less.
 """
 
+import functools
 import os
 import signal
 import subprocess
@@ -98,11 +99,22 @@ class Worker:
             self.log_file.close()
 
 
+@functools.cache
+def build_test_image(store: str) -> None:
+    """The busybox test image (and its conformance aliases) in the image store; quick, idempotent."""
+    build = subprocess.run(
+        [str(REPO / "scripts" / "build-test-image"), store], capture_output=True, text=True, check=False
+    )
+    if build.returncode != 0:
+        pytest.fail(f"scripts/build-test-image failed:\n{build.stdout}{build.stderr}")
+
+
 def worker_env(live_server_url: str, queue: str) -> dict:
     """The environment of a worker process: this test session's database, folders and queue."""
     from django.conf import settings
     from django.db import connection
 
+    build_test_image(str(settings.APIARY_IMAGE_STORE))
     env = dict(os.environ)
     env.update(
         DATABASE_URL=_database_url(connection.settings_dict),
@@ -111,6 +123,9 @@ def worker_env(live_server_url: str, queue: str) -> dict:
         PYTHONPATH=str(REPO),
         APIARY_VAR_DIR=str(settings.VAR_DIR),
         APIARY_RUNS_DIR=str(settings.APIARY_RUNS_DIR),
+        APIARY_ARCHIVE_DIR=str(settings.APIARY_ARCHIVE_DIR),
+        APIARY_ARCHIVE_ENABLED="1" if settings.APIARY_ARCHIVE_ENABLED else "0",
+        APIARY_IMAGE_STORE=str(settings.APIARY_IMAGE_STORE),
         APIARY_CELERY_QUEUE=queue,
     )
     subprocess.run(

@@ -81,3 +81,24 @@ def test_a_lost_sbatch_reply_is_recovered_by_job_name(user, no_enqueue):
     done = wait_for(lambda: _drive(workflow.id, get_batch_system()), timeout=60, interval=1, what="end")
     assert done.state == "COMPLETED"
     assert StepRun.objects.filter(step__workflow=workflow).count() == 1
+
+
+def test_reconcile_re_enqueues_archiving_lost_for_an_ended_workflow(user, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.APIARY_ARCHIVE_ENABLED = True
+    workflow = workflow_submit(
+        owner=user, files=example_files("grep-wc"), main="workflow.cwl", inputs="inputs.yml", start=False
+    )
+    Workflow.objects.filter(pk=workflow.pk).update(
+        state="COMPLETED", ended_at=timezone.now() - scheduler.ARCHIVE_GRACE - timedelta(seconds=1)
+    )
+    recent = workflow_submit(
+        owner=user, files=example_files("grep-wc"), main="workflow.cwl", inputs="inputs.yml", start=False
+    )
+    Workflow.objects.filter(pk=recent.pk).update(state="COMPLETED", ended_at=timezone.now())
+    with mock.patch("workers.tasks.archive_workflow.delay") as archive:
+        scheduler.reconcile(get_batch_system())
+    assert [c.args for c in archive.call_args_list] == [(str(workflow.pk),)]

@@ -1,0 +1,133 @@
+"""Summarise a cwltest JUnit XML report: ``summary.md``, ``failing.txt``, ``unsupported.txt``.
+
+Used by ``scripts/conformance``::
+
+    python scripts/conformance_report.py OUT_DIR [--command TEXT] [--batch-system B] [--seconds N]
+
+cwltest writes one ``<testcase>`` per test: ``file`` is the test id, ``class`` its tags
+(comma-separated), a ``<failure>`` child marks a failure and a ``<skipped>`` child a test the
+runner answered "unsupported feature" (exit code 33) for; anything else passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+PASS, FAIL, UNSUPPORTED = "pass", "fail", "unsupported"
+
+
+def read_results(xml_path: Path) -> list[dict]:
+    """One dict per test: id, tags, outcome, seconds, message."""
+    results = []
+    for case in ET.parse(xml_path).getroot().iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            outcome = FAIL
+        elif case.find("skipped") is not None:
+            outcome = UNSUPPORTED
+        else:
+            outcome = PASS
+        failure = case.find("failure")
+        tags = [t.strip() for t in (case.get("class") or "required").split(",") if t.strip()]
+        results.append(
+            {
+                "id": case.get("file") or case.get("name", "?"),
+                "tags": tags,
+                "outcome": outcome,
+                "seconds": float(case.get("time") or 0),
+                "message": (failure.text or "") if failure is not None else "",
+            }
+        )
+    return results
+
+
+def per_tag(results: list[dict]) -> dict[str, Counter]:
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for result in results:
+        for tag in [*result["tags"], "all"]:
+            counts[tag][result["outcome"]] += 1
+    return counts
+
+
+def table(counts: dict[str, Counter]) -> list[str]:
+    lines = ["| tag | tests | pass | fail | unsupported |", "|---|---:|---:|---:|---:|"]
+    order = sorted(t for t in counts if t not in ("all", "required"))
+    order = [t for t in ("required",) if t in counts] + order + ["all"]
+    for tag in order:
+        c = counts[tag]
+        total = c[PASS] + c[FAIL] + c[UNSUPPORTED]
+        name = f"**{tag}**" if tag in ("required", "all") else tag
+        lines.append(f"| {name} | {total} | {c[PASS]} | {c[FAIL]} | {c[UNSUPPORTED]} |")
+    return lines
+
+
+def _suite_commit(suite: str | None) -> str:
+    if not suite:
+        return ""
+    source = Path(suite) / "SOURCE.md"
+    if source.is_file():
+        for word in source.read_text().split():
+            if len(word) == 40 and all(ch in "0123456789abcdef" for ch in word):
+                return word
+    return ""
+
+
+def _cwltest_version() -> str:
+    try:
+        out = subprocess.run(["cwltest", "--version"], capture_output=True, text=True, check=False)
+        return (out.stdout or out.stderr).strip().split()[-1]
+    except (OSError, IndexError):
+        return "?"
+
+
+def write_report(out_dir: Path, command: str, batch: str, seconds: int | None, suite: str | None) -> str:
+    results = read_results(out_dir / "results.xml")
+    counts = per_tag(results)
+    failing = [r["id"] for r in results if r["outcome"] == FAIL]
+    unsupported = [r["id"] for r in results if r["outcome"] == UNSUPPORTED]
+    (out_dir / "failing.txt").write_text("".join(f"{i}\n" for i in failing))
+    (out_dir / "unsupported.txt").write_text("".join(f"{i}\n" for i in unsupported))
+    total = counts["all"]
+    lines = [
+        f"# CWL v1.2 conformance of apiary-cwl-runner ({batch} batch system)",
+        "",
+        f"- command: `{command}`",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}"
+        + (f", {seconds} s wall time" if seconds is not None else ""),
+        f"- suite: common-workflow-language/cwl-v1.2 {_suite_commit(suite)[:12]}; "
+        f"cwltest {_cwltest_version()}",
+        f"- result: {total[PASS]} passed, {total[FAIL]} failed, {total[UNSUPPORTED]} unsupported "
+        f"of {len(results)} tests",
+        "",
+        *table(counts),
+        "",
+        f"Failing tests ({len(failing)}): `failing.txt`; unsupported ({len(unsupported)}): "
+        "`unsupported.txt`; details (the runner's stderr per test): `results.xml`, `cwltest.log`.",
+        "",
+    ]
+    text = "\n".join(lines)
+    (out_dir / "summary.md").write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--command", default="")
+    parser.add_argument("--batch-system", default="local")
+    parser.add_argument("--seconds", type=int, default=None)
+    parser.add_argument("--suite", default=None)
+    args = parser.parse_args(argv)
+    if not (args.out_dir / "results.xml").is_file():
+        print(f"no results.xml in {args.out_dir}: see {args.out_dir / 'cwltest.log'}")
+        return 1
+    print(write_report(args.out_dir, args.command, args.batch_system, args.seconds, args.suite))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
