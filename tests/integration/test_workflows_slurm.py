@@ -141,3 +141,21 @@ def test_failed_step_gives_dep_fail_downstream_and_partial_fail(api, celery_work
     failed = workflow.steps.get(name="fail")
     assert failed.runs.get().exit_code == 1
     assert "exit code 1" in failed.error
+
+
+def test_a_job_scancelled_outside_apiary_is_noticed(api, celery_worker):
+    inputs = "seconds: 60\npattern: integer\ninfile: {class: File, path: lorem.txt}\n"
+    body = _submit(api, main="slow-grep.cwl", inputs="inputs-slow.yml", inputs_text=inputs)
+
+    def grep_job():
+        run = StepRun.objects.filter(step__workflow_id=body["id"], step__name="grep").exclude(batch_job_id="")
+        return run.first()
+
+    run = wait_for(grep_job, what="grep to be submitted")
+    subprocess.run(["scancel", run.batch_job_id], check=True)  # an operator, not Apiary
+    workflow = wait_for(lambda: _finished(body["id"]), what="the reconcile to notice the cancel")
+    steps = {s.name: s for s in workflow.steps.all()}
+    assert steps["grep"].state == "CANCELLED"
+    assert "CANCELLED" in steps["grep"].error
+    assert steps["wc"].state == "DEP_FAIL"
+    assert workflow.state == "FAILED"
