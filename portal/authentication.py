@@ -1,7 +1,6 @@
-"""API authentication: ``Authorization: Bearer <personal API token>``.
+"""API authentication: ``Authorization: Bearer <personal API token>`` or ``<Keycloak JWT>``.
 
-Keycloak-issued JWTs join this module with the identity issue; session cookies (the portal)
-are accepted by DRF's ``SessionAuthentication``.
+Session cookies (the portal) are accepted by DRF's ``SessionAuthentication``.
 """
 
 from django.utils import timezone
@@ -33,3 +32,40 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+class KeycloakJWTAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer <Keycloak access token>`` (a JWT), when Keycloak is configured.
+
+    The signature (RS256, the realm's JWKS), issuer, audience (``APIARY_OIDC_AUDIENCE``) and
+    expiry are checked by :func:`portal.oidc.validate_access_token`; the user is created or
+    updated from the claims as on a browser sign-in. Personal API tokens (``apy_…``) are left to
+    :class:`ApiTokenAuthentication`.
+    """
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        from portal import oidc
+
+        header = authentication.get_authorization_header(request).decode(errors="replace")
+        parts = header.split()
+        if len(parts) != 2 or parts[0] != self.keyword or parts[1].startswith(ApiToken.PREFIX):
+            return None
+        if not oidc.enabled():
+            raise exceptions.AuthenticationFailed(
+                "Bearer token rejected: not an Apiary API token, and Keycloak is not configured here."
+            )
+        try:
+            claims = oidc.validate_access_token(parts[1])
+            user = oidc.user_from_claims(claims)
+        except oidc.TokenError as exc:
+            raise exceptions.AuthenticationFailed(f"Bearer token rejected: {exc}.") from None
+        if not user.is_active:
+            raise exceptions.AuthenticationFailed(
+                f"Bearer token rejected: the account {user.username} is disabled."
+            )
+        return user, claims
+
+    def authenticate_header(self, request):
+        return f'{self.keyword} realm="apiary"'

@@ -137,8 +137,45 @@ def resolve_settings(server: str | None, token: str | None) -> tuple[str, str | 
     if server is None or token is None:
         stored = read_config(config_path())
         server = server or stored.get("server") or None
-        token = token or stored.get("token") or None
+        token = token or _fresh_token(stored) or None
     return normalize_server(server or DEFAULT_SERVER), token
+
+
+REFRESH_MARGIN = 30  # seconds: a Keycloak access token closer than this to its expiry is refreshed
+
+
+def _fresh_token(stored: dict) -> str | None:
+    """The stored token; a Keycloak token (from ``login --device``) is refreshed when about to expire."""
+    token = stored.get("token")
+    oidc, refresh = stored.get("oidc") or {}, stored.get("refresh_token")
+    if not (token and refresh and oidc.get("token_endpoint")):
+        return token
+    if float(stored.get("token_expires_at") or 0) > time.time() + REFRESH_MARGIN:
+        return token
+    try:
+        with httpx.Client(transport=_transport, timeout=15) as http:
+            response = http.post(
+                oidc["token_endpoint"],
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": refresh,
+                    "client_id": oidc["client_id"],
+                },
+            )
+    except httpx.HTTPError:
+        return token  # the server will say the token expired
+    if response.status_code != 200:
+        return token  # refresh token expired too: `apiary login` again
+    _store_oidc_tokens(stored, response.json())
+    write_config(config_path(), stored)
+    return stored["token"]
+
+
+def _store_oidc_tokens(stored: dict, tokens: dict) -> None:
+    stored["token"] = tokens["access_token"]
+    stored["token_expires_at"] = int(time.time()) + int(tokens.get("expires_in") or 60)
+    if tokens.get("refresh_token"):
+        stored["refresh_token"] = tokens["refresh_token"]
 
 
 # --- HTTP client --------------------------------------------------------------------------------
@@ -1006,6 +1043,55 @@ def outputs(
         log.print(f"{target} ({size} bytes)", highlight=False, markup=False, soft_wrap=True)
 
 
+class DagFormat(StrEnum):
+    graphml = "graphml"
+    json = "json"
+    png = "png"
+
+
+@app.command()
+@handle_errors
+def dag(
+    ctx: typer.Context,
+    workflow_id: IdArg,
+    fmt: Annotated[DagFormat, typer.Option("--format", help="GraphML, JSON, or PNG (graphviz).")] = (
+        DagFormat.graphml
+    ),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to FILE (PNG default: ID.png).")
+    ] = None,
+) -> None:
+    """Write a workflow's DAG (steps, their states, dependencies) from the server's graph store.
+
+    GraphML and JSON go to stdout unless -o is given; PNG needs graphviz's `dot` on this machine
+    (exit 1 if it is missing).
+    """
+    import shutil
+    import subprocess
+
+    from workflows.graph.formats import to_dot, to_graphml
+
+    data = _state(ctx).client().get(_wf(workflow_id, "dag"), params={"format": "json"})
+    if fmt == DagFormat.png:
+        dot = shutil.which("dot")
+        if dot is None:
+            raise CliError(EXIT_REFUSED, "PNG needs graphviz's `dot`, which is not installed (apt graphviz)")
+        target = output or Path(f"{workflow_id}.png")
+        done = subprocess.run(
+            [dot, "-Tpng", "-o", str(target)], input=to_dot(data), text=True, capture_output=True, check=False
+        )
+        if done.returncode != 0:
+            raise CliError(EXIT_REFUSED, f"dot failed: {done.stderr.strip()[:300]}")
+        typer.echo(str(target))
+        return
+    text = to_graphml(data) if fmt == DagFormat.graphml else json.dumps(data, indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(str(output))
+
+
 @app.command()
 @handle_errors
 def copy(
@@ -1103,21 +1189,122 @@ def login(
     verify: Annotated[
         bool, typer.Option("--verify/--no-verify", help="Check the token against the server first.")
     ] = True,
+    device: Annotated[
+        bool,
+        typer.Option(
+            "--device",
+            help="Sign in through Keycloak (device authorization grant): open the printed address, "
+            "enter the code. The default without --token when the server uses Keycloak.",
+        ),
+    ] = False,
 ) -> None:
-    """Store the server and API token in the config file (mode 0600).
+    """Store the server and a token in the config file (mode 0600).
 
-    Create the token on the portal's Tokens page (SERVER/tokens/). Signing in through
-    Keycloak (OAuth device authorization grant) will come later.
+    Either a personal API token (--token; create it on the portal's Tokens page, SERVER/tokens/),
+    or a Keycloak token obtained by the device authorization grant (--device, or no --token on a
+    server that uses Keycloak); its refresh token is stored too and used when it expires.
     """
     state = _state(ctx)
     token = token or state.token_flag
+    server = normalize_server(
+        server or state.server_flag or os.environ.get("APIARY_SERVER") or _stored_server() or DEFAULT_SERVER
+    )
+    oidc = None
+    if not token:
+        oidc = _oidc_config(server, required=device)
+    if oidc is not None:
+        tokens = _device_grant(state, oidc)
+        _save_login(state, server, tokens["access_token"], verify, oidc=oidc, tokens=tokens)
+        return
     if not token:
         if not sys.stdin.isatty():
             raise CliError(EXIT_USAGE, "give the token with --token (no terminal to ask on)")
         token = typer.prompt("API token", hide_input=True, err=True)
-    server = normalize_server(
-        server or state.server_flag or os.environ.get("APIARY_SERVER") or _stored_server() or DEFAULT_SERVER
-    )
+    _save_login(state, server, token, verify)
+
+
+def _oidc_config(server: str, *, required: bool) -> dict | None:
+    """The server's Keycloak settings for the CLI (``/oidc/cli-config``); None if it has none."""
+    try:
+        with httpx.Client(transport=_transport, timeout=15) as http:
+            response = http.get(server + "/oidc/cli-config")
+        if response.status_code == 200:
+            data = response.json()
+            if data.get("device_authorization_endpoint") and data.get("token_endpoint"):
+                return data
+    except (httpx.HTTPError, ValueError) as exc:
+        if required:
+            raise CliError(EXIT_UNREACHABLE, f"cannot reach {server}: {exc}") from None
+        return None
+    if required:
+        raise CliError(EXIT_REFUSED, f"{server} does not offer Keycloak sign-in; use --token")
+    return None
+
+
+def _device_grant(state: State, oidc: dict) -> dict:
+    """RFC 8628: ask for a device code, show where to approve it, poll until approved."""
+    client_id = oidc["client_id"]
+    try:
+        with httpx.Client(transport=_transport, timeout=15) as http:
+            response = http.post(
+                oidc["device_authorization_endpoint"], data={"client_id": client_id, "scope": "openid"}
+            )
+            if response.status_code != 200:
+                raise CliError(
+                    EXIT_REFUSED, f"Keycloak refused the device code request: {response.text[:300]}"
+                )
+            grant = response.json()
+            where = grant.get("verification_uri_complete") or grant["verification_uri"]
+            state.err.print(
+                f"To sign in, open {where}\nand confirm the code {grant['user_code']} "
+                f"(or open {grant['verification_uri']} and enter it).",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            interval = float(grant.get("interval") or 5)
+            deadline = time.monotonic() + float(grant.get("expires_in") or 600)
+            while time.monotonic() < deadline:
+                _sleep(interval)
+                response = http.post(
+                    oidc["token_endpoint"],
+                    data={
+                        "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                        "device_code": grant["device_code"],
+                        "client_id": client_id,
+                    },
+                )
+                if response.status_code == 200:
+                    return response.json()
+                error = _oauth_error(response)
+                if error == "authorization_pending":
+                    continue
+                if error == "slow_down":
+                    interval += 5
+                    continue
+                raise CliError(EXIT_UNREACHABLE, f"sign-in failed: {error}")
+    except httpx.HTTPError as exc:
+        raise CliError(EXIT_UNREACHABLE, f"cannot reach Keycloak: {exc}") from None
+    raise CliError(EXIT_UNREACHABLE, "sign-in failed: the code expired before it was confirmed")
+
+
+def _oauth_error(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    return str(body.get("error") or f"HTTP {response.status_code}")
+
+
+def _save_login(
+    state: State,
+    server: str,
+    token: str,
+    verify: bool,
+    *,
+    oidc: dict | None = None,
+    tokens: dict | None = None,
+) -> None:
     if verify:
         client = Client(server, token)
         try:
@@ -1130,7 +1317,12 @@ def login(
     except CliError as exc:
         _note(state, f"note: replacing it: {exc.message}")
         stored = {}
+    for key in ("refresh_token", "token_expires_at", "oidc"):
+        stored.pop(key, None)
     stored.update(server=server, token=token)
+    if oidc is not None and tokens is not None:
+        _store_oidc_tokens(stored, tokens)
+        stored["oidc"] = {"token_endpoint": oidc["token_endpoint"], "client_id": oidc["client_id"]}
     write_config(path, stored)
     state.out.print(f"logged in to {server}; saved in {path}", highlight=False, markup=False)
 

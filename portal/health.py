@@ -32,7 +32,9 @@ def _batch_system() -> tuple[bool, str]:
 
 
 def _graph_store() -> tuple[bool, str]:
-    return True, settings.APIARY_GRAPH_STORE
+    from workflows.graph import get_graph_store
+
+    return True, get_graph_store().ping()  # for neo4j a Bolt round-trip
 
 
 CHECKS = {

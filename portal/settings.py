@@ -86,6 +86,7 @@ STATIC_ROOT = VAR_DIR / "static"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "portal.authentication.ApiTokenAuthentication",
+        "portal.authentication.KeycloakJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -110,13 +111,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
     else {"visibility_timeout": 3600}
 )
 if CELERY_BROKER_URL.startswith("filesystem"):
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
 # One queue per Apiary instance, so that two instances (or two test sessions) sharing a Redis
 # never take each other's tasks.
@@ -138,7 +140,11 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Apiary -------------------------------------------------------------------------------
 APIARY_BATCH_SYSTEM = env_choice("APIARY_BATCH_SYSTEM", ["local", "slurm"], "local")
-APIARY_GRAPH_STORE = env_choice("APIARY_GRAPH_STORE", ["sql"], "sql")
+APIARY_GRAPH_STORE = env_choice("APIARY_GRAPH_STORE", ["sql", "neo4j"], "sql")
+# The Neo4j projection (APIARY_GRAPH_STORE=neo4j); scripts/services env prints NEO4J_URL/USER/PASSWORD.
+APIARY_NEO4J_URL = env_str("APIARY_NEO4J_URL", env_str("NEO4J_URL", "bolt://127.0.0.1:57687"))
+APIARY_NEO4J_USER = env_str("APIARY_NEO4J_USER", env_str("NEO4J_USER", "neo4j"))
+APIARY_NEO4J_PASSWORD = env_str("APIARY_NEO4J_PASSWORD", env_str("NEO4J_PASSWORD", ""))
 # Where each workflow's documents, job scripts, logs and outputs live. On a cluster this must
 # be on a filesystem that the compute nodes share with the login node.
 APIARY_RUNS_DIR = Path(env_str("APIARY_RUNS_DIR", str(VAR_DIR / "runs"))).resolve()
@@ -169,6 +175,32 @@ APIARY_ARCHIVE_MAX_OUTPUT_BYTES = env_int("APIARY_ARCHIVE_MAX_OUTPUT_BYTES", 100
 APIARY_ARCHIVE_MAX_MEMBERS = env_int("APIARY_ARCHIVE_MAX_MEMBERS", 10_000)
 APIARY_ARCHIVE_MAX_BYTES = env_int("APIARY_ARCHIVE_MAX_BYTES", 1024**3)
 APIARY_ARCHIVE_MAX_RATIO = env_int("APIARY_ARCHIVE_MAX_RATIO", 200)
+
+# --- Identity (Keycloak) -----------------------------------------------------------------
+# All empty: Keycloak is off and only local accounts sign in. With an issuer, the portal offers
+# "Sign in with Keycloak" (authorization code + PKCE, confidential client) and the API accepts
+# Keycloak bearer JWTs whose `aud` holds APIARY_OIDC_AUDIENCE (README: "Identity (Keycloak)").
+APIARY_OIDC_ISSUER = env_str("APIARY_OIDC_ISSUER", "").rstrip("/")
+APIARY_OIDC_CLIENT_ID = env_str("APIARY_OIDC_CLIENT_ID", "")
+APIARY_OIDC_CLIENT_SECRET = env_str("APIARY_OIDC_CLIENT_SECRET", "")
+APIARY_OIDC_AUDIENCE = env_str("APIARY_OIDC_AUDIENCE", "")
+# The public client `apiary login` uses for the device authorization grant.
+APIARY_OIDC_CLI_CLIENT_ID = env_str("APIARY_OIDC_CLI_CLIENT_ID", "apiary-cli")
+_oidc = {
+    "APIARY_OIDC_ISSUER": APIARY_OIDC_ISSUER,
+    "APIARY_OIDC_CLIENT_ID": APIARY_OIDC_CLIENT_ID,
+    "APIARY_OIDC_CLIENT_SECRET": APIARY_OIDC_CLIENT_SECRET,
+    "APIARY_OIDC_AUDIENCE": APIARY_OIDC_AUDIENCE,
+}
+if any(_oidc.values()) and not all(_oidc.values()):
+    from django.core.exceptions import ImproperlyConfigured
+
+    _missing = ", ".join(name for name, value in _oidc.items() if not value)
+    raise ImproperlyConfigured(f"Keycloak is half configured: set {_missing} too (or none of APIARY_OIDC_*).")
+if APIARY_OIDC_ISSUER and not APIARY_OIDC_ISSUER.startswith(("http://", "https://")):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"APIARY_OIDC_ISSUER={APIARY_OIDC_ISSUER!r} is not an http(s) URL.")
 
 LOGGING = {
     "version": 1,

@@ -31,6 +31,7 @@ from workers.batch import BatchError, JobStatus, get_batch_system
 from workers.batch import base as batch_states
 from workers.jobscript import render
 from workflows import cwl
+from workflows.graph.outbox import kick as kick_graph_projection
 from workflows.models import Step, StepRun, Workflow
 from workflows.services import step_transition, steps_create, workflow_transition
 from workflows.states import (
@@ -469,6 +470,7 @@ def reconcile(batch=None) -> dict:
             summary["finalized"] += finalize_run(run.pk, status)
     _kick_stalled_workflows()
     _kick_unarchived_workflows(now)
+    summary["graph_pending"] = kick_graph_projection()  # Neo4j catch-up, in its own task
     return summary
 
 

@@ -51,3 +51,11 @@ def archive_workflow(self, workflow_id: str) -> str | None:
         raise self.retry(countdown=ARCHIVE_WAIT_SECONDS)
     archive = services.workflow_archive(workflow_id=workflow_id)
     return archive.sha256 if archive else None
+
+
+@shared_task(name="workers.project_graph")
+def project_graph() -> dict:
+    """Drain the graph outbox into the configured projection (Neo4j); idempotent."""
+    from workflows.graph.outbox import drain
+
+    return drain()

@@ -10,6 +10,7 @@ from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -88,6 +89,29 @@ class WorkflowActionApi(APIView):
         ACTIONS[action](workflow=workflow)
         workflow = selectors.workflow_get(user=request.user, workflow_id=workflow_id)
         return Response(WorkflowDetailSerializer(workflow, context={"request": request}).data)
+
+
+class GraphMLRenderer(BaseRenderer):
+    media_type = "application/graphml+xml"
+    format = "graphml"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        from workflows.graph.formats import to_graphml
+
+        if isinstance(data, dict) and "nodes" in data:
+            return to_graphml(data).encode()
+        return JSONRenderer().render(data)  # an error body stays readable
+
+
+class WorkflowDagApi(APIView):
+    """The workflow's DAG from the configured graph store: ``?format=json`` (default) or ``graphml``."""
+
+    renderer_classes = [JSONRenderer, GraphMLRenderer]
+
+    def get(self, request, workflow_id, format=None):
+        workflow = selectors.workflow_get(user=request.user, workflow_id=workflow_id)
+        return Response(selectors.workflow_dag(workflow=workflow))
 
 
 class WorkflowOutputsApi(APIView):

@@ -244,9 +244,14 @@ def validate_job_order(process: Process, job_order: dict[str, Any]) -> dict[str,
     As cwltool's ``main`` does for the job order it is given: ``format`` values are expanded
     with the namespaces of the inputs file and of the document (``edam:format_2330`` ->
     ``http://edamontology.org/format_2330``), and the ``secondaryFiles`` that the process's
-    inputs declare are discovered next to the given files (cwltool's top-level job). Nothing
-    else of the initialised job is kept: defaults stay in the documents, where cwltool reads
-    them with their written form (``0.00001`` is not ``1e-05`` on a command line).
+    inputs declare are discovered next to the given files (cwltool's top-level job).
+
+    For a Workflow the result is, as in cwltool, the workflow's initialised input object (its
+    steps run from it: defaults filled in, ``loadContents`` and listings of workflow inputs
+    done). For a single tool it is the given job order, normalised (``basename``,
+    ``nameroot``…) and with the discovered ``secondaryFiles``: cwltool initialises a tool's job
+    once, when building it, and reads defaults from the document in their written form
+    (``0.00001`` would become ``1e-05`` on a command line after a trip through JSON).
     """
     from cwltool.utils import visit_class
     from schema_salad.ref_resolver import Loader
@@ -268,7 +273,13 @@ def validate_job_order(process: Process, job_order: dict[str, Any]) -> dict[str,
         builder = process._init_job(dict(job_order), runtime)
     except (ValidationException, WorkflowException) as exc:
         raise CwlError(f"Invalid inputs: {_clean(exc)}") from None
-    return _with_secondary_files(job_order, json.loads(json.dumps(builder.job)))
+    initialised = json.loads(json.dumps(builder.job))
+    if isinstance(process, CwlWorkflow):
+        return initialised
+    from cwltool.utils import normalizeFilesDirs
+
+    normalizeFilesDirs(job_order)
+    return _with_secondary_files(job_order, initialised)
 
 
 def _with_secondary_files(given: Any, initialised: Any) -> Any:

@@ -230,3 +230,29 @@ class StepRun(models.Model):
         from workflows.storage import run_dir
 
         return run_dir(self)
+
+
+class GraphOutbox(models.Model):
+    """A change to a workflow's graph, to be projected into the graph store (Neo4j) after commit.
+
+    Written in the transaction of the change (``workflows.graph.outbox.graph_changed``), drained by
+    ``workers.project_graph`` and the periodic reconcile; kept until the projection succeeded.
+    """
+
+    workflow_id = models.UUIDField()
+    event = models.CharField(max_length=40)
+    created = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["workflow_id", "id"],
+                name="graph_outbox_unprocessed",
+                condition=models.Q(processed_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} {self.event} ({'done' if self.processed_at else 'pending'})"

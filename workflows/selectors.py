@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.db.models import Count, Q, QuerySet
 
-from portal.errors import NotFound
+from portal.errors import Conflict, NotFound
 from workflows.models import Step, StepRun, Workflow
 from workflows.states import StepState, WorkflowState
 from workflows.storage import run_dir, workflow_dir
@@ -164,3 +164,23 @@ def workflow_archive_get(*, workflow: Workflow):
 def archived_workflows(*, user) -> QuerySet[Workflow]:
     """The user's ARCHIVED workflows (admins: all) with their archive, newest first."""
     return workflow_list(user=user, state=WorkflowState.ARCHIVED).select_related("archive")
+
+
+def workflow_dag(*, workflow: Workflow) -> dict:
+    """The workflow's graph as plain data (``workflows.graph.base``), from the configured store."""
+    from workflows.graph import get_graph_store
+
+    store = get_graph_store()
+    try:
+        data = store.export(workflow.id)
+    except Exception as exc:  # the projection's server is away: say so, 409 (PostgreSQL is fine)
+        raise Conflict(
+            f"The {store.name} graph store is unreachable: {type(exc).__name__}", extra={"store": store.name}
+        ) from None
+    if data is None:
+        raise Conflict(
+            f"The graph of workflow {workflow.id} is not in the {store.name} store yet; try again shortly.",
+            extra={"store": store.name},
+        )
+    data["store"] = store.name
+    return data

@@ -31,6 +31,7 @@ from workflows.bundles import (
     safe_relative,
     unpack_archive,
 )
+from workflows.graph.outbox import graph_changed
 from workflows.models import Archive, Step, StepDependency, StepEvent, StepRun, Workflow, WorkflowEvent
 from workflows.states import (
     STEP_TERMINAL,
@@ -69,6 +70,7 @@ def workflow_transition(*, workflow: Workflow, new: str, reason: str = "", **fie
         if not updated:
             return False
         WorkflowEvent.objects.create(workflow=workflow, old_state=old, new_state=new, reason=reason)
+        graph_changed(workflow.pk, f"workflow {new}")
         if ended and settings.APIARY_ARCHIVE_ENABLED:
             _enqueue_archive(workflow.id)  # every end (scheduler, cancel) is archived, on commit
     workflow.state = new
@@ -94,6 +96,7 @@ def step_transition(*, step: Step, new: str, reason: str = "", **fields) -> bool
         if not updated:
             return False
         StepEvent.objects.create(step=step, old_state=old, new_state=new, reason=reason)
+        graph_changed(step.workflow_id, f"step {new}")
     step.state = new
     for key, value in fields.items():
         setattr(step, key, value)
@@ -220,6 +223,7 @@ def workflow_submit(
                 path_of=(lambda s: [s.name]) if top_level else (lambda s: []),
                 relocate=(src.resolve().as_uri(), source_dir(workflow_id).as_uri()),
             )
+            graph_changed(workflow.id, "submitted")
             final.parent.mkdir(parents=True, exist_ok=True)
             incoming.rename(final)
     except cwl.CwlError as exc:
@@ -265,6 +269,7 @@ def steps_create(
         for spec in specs
         for up in spec.upstream
     )
+    graph_changed(workflow.id, "steps created")
     return list(steps.values())
 
 

@@ -15,6 +15,7 @@ urlpatterns = [
     path(
         "workflows/<str:workflow_id>/archive", api.WorkflowArchiveApi.as_view(), name="api-workflow-archive"
     ),
+    path("workflows/<str:workflow_id>/dag", api.WorkflowDagApi.as_view(), name="api-workflow-dag"),
     path(
         "workflows/<str:workflow_id>/outputs", api.WorkflowOutputsApi.as_view(), name="api-workflow-outputs"
     ),

@@ -503,3 +503,103 @@ def test_broken_config_is_a_usage_error(runner, tmp_path):
     result = runner.invoke(cli.app, ["list"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: cannot read the config file")
+
+
+# --- login through Keycloak (device authorization grant) ----------------------------------------
+
+KC = "http://kc.example/realms/apiary/protocol/openid-connect"
+CLI_CONFIG = {
+    "issuer": "http://kc.example/realms/apiary",
+    "client_id": "apiary-cli",
+    "device_authorization_endpoint": f"{KC}/auth/device",
+    "token_endpoint": f"{KC}/token",
+}
+DEVICE = {
+    "device_code": "dev-1",
+    "user_code": "ABCD-EFGH",
+    "verification_uri": "http://kc.example/realms/apiary/device",
+    "verification_uri_complete": "http://kc.example/realms/apiary/device?user_code=ABCD-EFGH",
+    "expires_in": 600,
+    "interval": 1,
+}
+
+
+def test_login_without_token_runs_the_device_grant_and_stores_the_refresh_token(runner, use, tmp_path):
+    pending = httpx.Response(400, json={"error": "authorization_pending"})
+    tokens = httpx.Response(
+        200, json={"access_token": "jwt-1", "refresh_token": "r-1", "expires_in": 300, "token_type": "Bearer"}
+    )
+    api = use(
+        Api(
+            {
+                "GET /oidc/cli-config": httpx.Response(200, json=CLI_CONFIG),
+                "POST /realms/apiary/protocol/openid-connect/auth/device": httpx.Response(200, json=DEVICE),
+                "POST /realms/apiary/protocol/openid-connect/token": [pending, pending, tokens],
+                "GET /api/v1/workflows/": page([]),
+            }
+        )
+    )
+    result = runner.invoke(cli.app, ["login", "--server", "http://portal.example"])
+    assert result.exit_code == 0, result.output
+    assert DEVICE["verification_uri_complete"] in result.stderr and "ABCD-EFGH" in result.stderr
+    config = tmp_path / "cfg" / "config.json"
+    stored = json.loads(config.read_text())
+    assert stored["token"] == "jwt-1" and stored["refresh_token"] == "r-1"
+    assert stored["oidc"] == {"token_endpoint": CLI_CONFIG["token_endpoint"], "client_id": "apiary-cli"}
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    polls = [r for r in api.requests if r.url.path.endswith("/token")]
+    assert len(polls) == 3 and b"device_code=dev-1" in polls[0].content
+    assert api.requests[-1].headers["authorization"] == "Bearer jwt-1"  # verified
+
+
+def test_an_expired_keycloak_token_is_refreshed_before_the_request(runner, use, tmp_path):
+    config = tmp_path / "cfg" / "config.json"
+    cli.write_config(
+        config,
+        {
+            "server": "http://portal.example",
+            "token": "old",
+            "refresh_token": "r-1",
+            "token_expires_at": 1,
+            "oidc": {"token_endpoint": CLI_CONFIG["token_endpoint"], "client_id": "apiary-cli"},
+        },
+    )
+    refreshed = httpx.Response(200, json={"access_token": "new", "refresh_token": "r-2", "expires_in": 300})
+    api = use(
+        Api(
+            {
+                "POST /realms/apiary/protocol/openid-connect/token": refreshed,
+                "GET /api/v1/workflows/": page([]),
+            }
+        )
+    )
+    assert runner.invoke(cli.app, ["list", "--json"]).exit_code == 0
+    assert b"grant_type=refresh_token" in api.requests[0].content
+    assert api.requests[-1].headers["authorization"] == "Bearer new"
+    stored = json.loads(config.read_text())
+    assert stored["token"] == "new" and stored["refresh_token"] == "r-2"
+
+
+def test_login_device_on_a_server_without_keycloak_says_so(runner, use):
+    use(Api({}))
+    result = runner.invoke(cli.app, ["login", "--device"])
+    assert result.exit_code == 1
+    assert "does not offer Keycloak sign-in" in result.stderr
+
+
+def test_a_denied_device_code_fails_cleanly(runner, use, tmp_path):
+    use(
+        Api(
+            {
+                "GET /oidc/cli-config": httpx.Response(200, json=CLI_CONFIG),
+                "POST /realms/apiary/protocol/openid-connect/auth/device": httpx.Response(200, json=DEVICE),
+                "POST /realms/apiary/protocol/openid-connect/token": httpx.Response(
+                    400, json={"error": "access_denied"}
+                ),
+            }
+        )
+    )
+    result = runner.invoke(cli.app, ["login"])
+    assert result.exit_code == 5
+    assert "sign-in failed: access_denied" in result.stderr
+    assert not (tmp_path / "cfg" / "config.json").exists()

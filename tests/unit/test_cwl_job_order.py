@@ -173,3 +173,34 @@ def test_requirements_in_the_inputs_object_are_refused_as_unsupported(tmp_path):
     job = {"cwl:requirements": [{"class": "EnvVarRequirement", "envDef": {"A": "b"}}]}
     with pytest.raises(cwl.CwlError, match="does not support requirements in the inputs"):
         cwl.validate_job_order(process, job)
+
+
+WF_INPUT_LOADCONTENTS = """\
+cwlVersion: v1.2
+class: Workflow
+inputs:
+  my_file: {type: File, loadContents: true}
+  greeting: {type: string, default: hello}
+outputs: {}
+steps: []
+"""
+
+
+def test_a_workflows_inputs_are_initialised_as_cwltool_runs_its_steps(tmp_path):
+    # cwltool runs a workflow's steps from its initialised input object: defaults filled in,
+    # workflow-level loadContents done, File fields normalised.
+    root = cwl.load_process(_doc(tmp_path, "wf.cwl", WF_INPUT_LOADCONTENTS))
+    data = _doc(tmp_path, "n.txt", "42\n")
+    prepared = cwl.validate_job_order(root, {"my_file": {"class": "File", "location": data.as_uri()}})
+    assert prepared["greeting"] == "hello"
+    assert prepared["my_file"]["contents"] == "42\n"
+    assert prepared["my_file"]["nameroot"] == "n" and prepared["my_file"]["nameext"] == ".txt"
+
+
+def test_a_tools_job_order_is_normalised(tmp_path):
+    process = cwl.load_process(_doc(tmp_path, "fmt.cwl", FORMAT_TOOL))
+    data = _doc(tmp_path, "whale.txt", "whale")
+    job = {"input": {"class": "File", "location": data.as_uri(), "format": "edam:format_2330"}}
+    prepared = cwl.validate_job_order(process, job)
+    assert prepared["input"]["basename"] == "whale.txt"
+    assert prepared["input"]["nameext"] == ".txt"
