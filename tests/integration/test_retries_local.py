@@ -14,6 +14,7 @@ from tests.conftest import example_files
 from tests.integration.conftest import wait_for
 from workers import scheduler
 from workers.batch import get_batch_system
+from workers.batch.local import _alive
 from workflows.models import Step, StepRun, Workflow
 from workflows.services import workflow_submit
 
@@ -43,6 +44,8 @@ def _kill_latest(workflow, attempt):
     run = StepRun.objects.get(step__workflow=workflow, step__name="grep", attempt=attempt)
     assert run.batch_job_id
     os.killpg(int(run.batch_job_id), signal.SIGKILL)
+    # The group dies asynchronously; the reconcile must see it gone, not dying.
+    wait_for(lambda: not _alive(int(run.batch_job_id)), timeout=30, interval=0.05, what="the job to die")
     return run
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,6 +68,7 @@ class LocalBatchSystem(BatchSystem):
             raise BatchError(f"could not start {script}: {proc.stderr.strip()}")
         record = {"name": job_name, "workdir": str(workdir), "started": datetime.now(UTC).isoformat()}
         (self.records / f"{job_id}.json").write_text(json.dumps(record))
+        _wait_for_own_group(int(job_id))
         return job_id
 
     def query(self, job_ids: list[str]) -> dict[str, JobStatus]:
@@ -135,6 +137,22 @@ def _q(value) -> str:
 
 def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+
+
+def _wait_for_own_group(pid: int, timeout: float = 2.0) -> None:
+    """Return once the job has called setsid(), so that cancel() can signal its group.
+
+    ``$!`` is known before the background process has run ``setsid``; a cancel in that
+    instant found no process group (seen as a flaky test on a loaded machine).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.getpgid(pid) == pid:
+                return
+        except ProcessLookupError:
+            return  # already finished
+        time.sleep(0.005)
 
 
 def _alive(pid: int) -> bool:
