@@ -268,7 +268,10 @@ def validate_job_order(process: Process, job_order: dict[str, Any]) -> dict[str,
         visit_class(job_order, ("File",), expand_format)
     if any(k in job_order for k in ("cwl:requirements", "https://w3id.org/cwl/cwl#requirements")):
         raise CwlError("Apiary does not support requirements in the inputs object (cwl:requirements) yet.")
-    runtime = RuntimeContext({"outdir": "/nonexistent", "tmpdir": "/nonexistent", "toplevel": True})
+    # Every directory named, or cwltool makes an (empty, never removed) stage folder in $TMPDIR.
+    runtime = RuntimeContext(
+        {"outdir": "/nonexistent", "tmpdir": "/nonexistent", "stagedir": "/nonexistent", "toplevel": True}
+    )
     try:
         builder = process._init_job(dict(job_order), runtime)
     except (ValidationException, WorkflowException) as exc:

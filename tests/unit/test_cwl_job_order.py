@@ -204,3 +204,17 @@ def test_a_tools_job_order_is_normalised(tmp_path):
     prepared = cwl.validate_job_order(process, job)
     assert prepared["input"]["basename"] == "whale.txt"
     assert prepared["input"]["nameext"] == ".txt"
+
+
+def test_validating_inputs_leaves_no_folder_in_tmpdir(tmp_path, monkeypatch):
+    # cwltool's _init_job made a stage folder with mkdtemp for every validation, never removed.
+    from cwltool.context import RuntimeContext
+
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    monkeypatch.setattr(RuntimeContext, "tmpdir_prefix", f"{scratch}/")  # cwltool's $TMPDIR default
+    process = cwl.load_process(_doc(tmp_path, "fmt.cwl", FORMAT_TOOL))
+    data = _doc(tmp_path, "whale.txt", "whale")
+    job = {"input": {"class": "File", "location": data.as_uri(), "format": "edam:format_2330"}}
+    cwl.validate_job_order(process, job)
+    assert list(scratch.iterdir()) == []
