@@ -7,6 +7,10 @@ Used by ``scripts/conformance``::
 cwltest writes one ``<testcase>`` per test: ``file`` is the test id, ``class`` its tags
 (comma-separated), a ``<failure>`` child marks a failure and a ``<skipped>`` child a test the
 runner answered "unsupported feature" (exit code 33) for; anything else passed.
+
+With ``cwltest -s ID,…`` (``scripts/conformance --select``) cwltest 2.7 labels the i-th result
+with the i-th test *of the suite*, not of the selection; ``--selected ID,…`` relabels the
+results in selection order with each test's own id and tags, read from the suite.
 """
 
 from __future__ import annotations
@@ -42,6 +46,22 @@ def read_results(xml_path: Path) -> list[dict]:
                 "message": (failure.text or "") if failure is not None else "",
             }
         )
+    return results
+
+
+def relabel_selected(results: list[dict], selected: list[str], suite: str | None) -> list[dict]:
+    """Give the results of a ``-s`` run their real ids and tags (see the module docstring)."""
+    tags_by_id: dict[str, list[str]] = {}
+    if suite:
+        from cwltest.utils import load_and_validate_tests
+
+        tests, _ = load_and_validate_tests(str(Path(suite) / "conformance_tests.yaml"))
+        for test in tests:
+            test_id = str(test.get("id") or test.get("label") or "").rsplit("#", 1)[-1]
+            tags_by_id[test_id] = list(test.get("tags") or [])
+    for result, test_id in zip(results, selected, strict=False):
+        result["id"] = test_id
+        result["tags"] = tags_by_id.get(test_id, result["tags"])
     return results
 
 
@@ -84,8 +104,17 @@ def _cwltest_version() -> str:
         return "?"
 
 
-def write_report(out_dir: Path, command: str, batch: str, seconds: int | None, suite: str | None) -> str:
+def write_report(
+    out_dir: Path,
+    command: str,
+    batch: str,
+    seconds: int | None,
+    suite: str | None,
+    selected: list[str] | None = None,
+) -> str:
     results = read_results(out_dir / "results.xml")
+    if selected:
+        results = relabel_selected(results, selected, suite)
     counts = per_tag(results)
     failing = [r["id"] for r in results if r["outcome"] == FAIL]
     unsupported = [r["id"] for r in results if r["outcome"] == UNSUPPORTED]
@@ -121,11 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-system", default="local")
     parser.add_argument("--seconds", type=int, default=None)
     parser.add_argument("--suite", default=None)
+    parser.add_argument("--selected", default="", help="the ids given to cwltest -s, comma-separated")
     args = parser.parse_args(argv)
     if not (args.out_dir / "results.xml").is_file():
         print(f"no results.xml in {args.out_dir}: see {args.out_dir / 'cwltest.log'}")
         return 1
-    print(write_report(args.out_dir, args.command, args.batch_system, args.seconds, args.suite))
+    print(write_report(args.out_dir, args.command, args.batch_system, args.seconds, args.suite,
+                       [i for i in args.selected.split(",") if i]))
     return 0
 
 

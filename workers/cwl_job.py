@@ -18,6 +18,7 @@ CWL's environment without the worker's ``PATH`` (the image's applies, unless an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -28,9 +29,11 @@ from cwltool.command_line_tool import CommandLineTool
 from cwltool.context import RuntimeContext
 from cwltool.errors import WorkflowException
 from cwltool.job import CommandLineJob, relink_initialworkdir
+from cwltool.pathmapper import PathMapper
 from cwltool.process import Process, stage_files
 from cwltool.utils import bytes2str_in_dicts
 from django.conf import settings
+from schema_salad.exceptions import ValidationException
 
 from workers.jobscript import JobSpec
 from workers.runtimes import ContainerError, ContainerJob, ImageRequest, Wrapping, get_container_runtime
@@ -40,6 +43,25 @@ RUNTIME_FIELDS = {"cores", "ram"}
 
 class JobBuildError(Exception):
     """cwltool could not build the job (an expression failed, an input is missing…)."""
+
+
+class StablePathMapper(PathMapper):
+    """cwltool's path mapper with stage folder names that do not change between builds.
+
+    cwltool stages each input in ``<stagedir>/stg<random uuid>/``. The job is built twice (to
+    write the script, then to collect outputs) and a tool may echo its inputs' paths into its
+    outputs (``cwl.output.json``), so both builds must map an input to the same place: the name
+    is derived from the input's position and location instead.
+    """
+
+    def setup(self, referenced_files, basedir: str) -> None:
+        for index, fob in enumerate(referenced_files):
+            stagedir = self.stagedir
+            if self.separateDirs:
+                key = f"{index}:{fob.get('location', '')}".encode()
+                stagedir = os.path.join(self.stagedir, "stg" + hashlib.sha1(key).hexdigest()[:16])
+            copy = bool(fob.get("writable", False) or False)
+            self.visit(fob, stagedir, basedir, copy=copy, staged=True)
 
 
 def runtime_context(run_dir: Path) -> RuntimeContext:
@@ -54,6 +76,7 @@ def runtime_context(run_dir: Path) -> RuntimeContext:
             "use_container": False,
             "move_outputs": "leave",
             "compute_checksum": True,
+            "path_mapper": StablePathMapper,
         }
     )
 
@@ -75,7 +98,7 @@ def build_job(tool: Process, job_order: dict[str, Any], run_dir: Path):
         job = next(tool.job(json.loads(json.dumps(job_order)), callback, context))
     except StopIteration:
         raise JobBuildError("cwltool produced no job for this step") from None
-    except WorkflowException as exc:
+    except (WorkflowException, ValidationException) as exc:
         raise JobBuildError(str(exc)) from None
     finally:
         tool.__dict__.pop("make_job_runner", None)

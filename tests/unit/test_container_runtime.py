@@ -71,10 +71,11 @@ def test_docker_step_script_prepares_image_runs_command_in_it_and_cleans_up(tmp_
         f'ch-convert -i tar -o dir {tarball} "$IMG" || exit 71',
         f'mkdir -p "$IMG"/ch "$IMG"{runs} && touch "$IMG/ch/environment" || exit 71',
         f'touch "$IMG"{greeting} || exit 71',
+        'if [ -f "$IMG/ch/entrypoint" ]; then mapfile -t ENTRYPOINT <"$IMG/ch/entrypoint"; fi',
         f'ch-run "$IMG" -b {runs}:{runs} -b {greeting}:{greeting} -c {spec.workdir}',
         "'--unset-env=*'",
         f"--set-env=HOME={spec.workdir}",
-        f"-- cat /etc/apiary-image {run_dir}/stage/",
+        f'-- "${{ENTRYPOINT[@]}}" cat /etc/apiary-image {run_dir}/stage/',
         f"> {spec.workdir}/image.txt",
         "rc=$?",
         '\nrm -rf "$IMG_DIR"\n',  # the cleanup line, after the command
@@ -172,14 +173,44 @@ def test_directory_image_is_copied_not_modified(tmp_path, store):
     assert f'mkdir "$IMG" && cp -a {store}/tool+2/. "$IMG"/' in text
 
 
-def test_docker_output_directory_is_refused(tmp_path, store):
+def test_docker_output_directory_binds_the_outdir_there_and_starts_in_it(tmp_path, store):
     requirement = (
         "requirements:\n  DockerRequirement: {dockerPull: apiary-busybox, dockerOutputDirectory: /out}\n"
     )
     tool = _tool(tmp_path, "outdir.cwl", ECHO.format(requirements=requirement))
+    spec, text = _script(tool, {}, tmp_path / "runs" / "o")
+    assert '"$IMG"/out && touch "$IMG/ch/environment"' in text  # the mount point, made in the copy
+    assert f"-b {spec.workdir}:/out -c /out" in text
+
+
+@pytest.mark.parametrize("requested", ["relative/out", "/", "/a:b"])
+def test_unusable_docker_output_directory_is_refused_with_the_reason(tmp_path, store, requested):
+    requirement = (
+        "requirements:\n  DockerRequirement:\n    dockerPull: apiary-busybox\n"
+        f"    dockerOutputDirectory: '{requested}'\n"
+    )
+    tool = _tool(tmp_path, "outdir.cwl", ECHO.format(requirements=requirement))
     (tmp_path / "runs" / "o").mkdir(parents=True)
-    with pytest.raises(cwl_job.JobBuildError, match="dockerOutputDirectory"):
+    with pytest.raises(cwl_job.JobBuildError, match="dockerOutputDirectory .* must be an absolute path"):
         cwl_job.prepare_command_job(tool, {}, tmp_path / "runs" / "o")
+
+
+def test_input_path_with_a_colon_is_bound_through_its_folder(tmp_path, store):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "A:B.txt").write_text("x\n")
+    tool = _tool(
+        tmp_path,
+        "colon.cwl",
+        "cwlVersion: v1.2\nclass: CommandLineTool\n"
+        + DOCKER
+        + "inputs:\n  f: {type: File, inputBinding: {}}\nbaseCommand: cat\noutputs: []\n",
+    )
+    job = {"f": {"class": "File", "location": (data / "A:B.txt").as_uri()}}
+    _, text = _script(tool, job, tmp_path / "runs" / "c" / "1")
+    assert f"-b {data}:{data} " in text
+    assert "A:B.txt:" not in text
+    assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0
 
 
 def test_absolute_initial_workdir_entries_are_refused_not_written_on_the_host(tmp_path, store):

@@ -34,8 +34,14 @@ How the job script runs it:
   keeps host paths and its output collection works unchanged. The environment is exactly CWL's
   (``--unset-env='*'``) over the image's own (``/ch/environment``, if the image has one) and a
   Docker-like default ``PATH``.
-* ``dockerOutputDirectory`` is refused: outputs are collected from the run folder's outdir,
-  which the command sees at its host path, not at a directory of the image's choosing.
+* ``ch-run -b SRC:DST`` cannot escape a ``:``: a path containing one is bound through the
+  nearest folder above it without one (``/data/A:B`` → ``/data``).
+* ``dockerOutputDirectory``: the step's outdir is also bound there, and the command starts in
+  it (cwltool's command line keeps naming host paths, which are bound too).
+* Entrypoint: Charliecloud 0.31 keeps no ``ENTRYPOINT`` of a Docker image. Apiary's convention:
+  an image may hold ``/ch/entrypoint``, a text file with one word of the exec-form entrypoint
+  per line; the command is then passed to it, as Docker does (``scripts/build-test-image
+  --conformance`` writes one for the ``bash:4.4`` stand-in).
 """
 
 from __future__ import annotations
@@ -62,6 +68,9 @@ PATH_LIKE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # A failed image preparation ends the job with this code (like ``cd … || exit 70``).
 SETUP_FAILED = 71
+# Apiary's convention for an image's ENTRYPOINT (Charliecloud 0.31 keeps none): a text file in
+# the image, one word of the exec-form entrypoint per line, put there by whoever adds the image.
+ENTRYPOINT_FILE = "/ch/entrypoint"
 
 
 @dataclass(frozen=True)
@@ -177,24 +186,17 @@ class CharliecloudRuntime(ContainerRuntime):
     # --- the job script ----------------------------------------------------------------------
 
     def wrap(self, image: ImageRequest, job: ContainerJob) -> Wrapping:
-        if image.output_directory:
-            raise ContainerError(
-                f"DockerRequirement.dockerOutputDirectory ({image.output_directory}) is not supported: "
-                "Apiary runs the command in the step's output folder, bound at its own path"
-            )
         found = self.locate(image)
-        for path in [*job.binds, *job.bind_files, job.workdir]:
-            if ":" in path or not path.startswith("/") or path == "/":
-                raise ContainerError(
-                    f"cannot bind {path!r} into the container (needs an absolute path, no ':')"
-                )
+        output_dir = _output_directory(image.output_directory, job.workdir)
+        binds, bind_files = _bindable(job.binds, job.bind_files)
         q = shlex.quote
         img = '"$IMG"'
         if found.kind == "tar":
             unpack = f"ch-convert -i tar -o dir {q(found.path)} {img}"
         else:
             unpack = f"mkdir {img} && cp -a {q(found.path.rstrip('/') + '/.')} {img}/"
-        targets = " ".join(f"{img}{q(p)}" for p in ["/ch", *job.binds])
+        mount_points = ["/ch", *binds, *([output_dir] if output_dir else [])]
+        targets = " ".join(f"{img}{q(p)}" for p in mount_points)
         setup = [
             f"# Container (Charliecloud): image {found.label}.",
             "# A private copy is unpacked on this node for this job only, and removed when it ends.",
@@ -207,16 +209,23 @@ class CharliecloudRuntime(ContainerRuntime):
             "# copy, and the /ch/environment that --set-env reads (the image's own variables).",
             f'mkdir -p {targets} && touch "$IMG/ch/environment" || exit {SETUP_FAILED}',
         ]
-        for path in job.bind_files:
+        for path in bind_files:
             parent = os.path.dirname(path)
             setup.append(f"mkdir -p {img}{q(parent)} && touch {img}{q(path)} || exit {SETUP_FAILED}")
+        setup += [
+            "# The image's entrypoint, if it declares one (/ch/entrypoint: one word per line).",
+            "ENTRYPOINT=()",
+            f'if [ -f "$IMG{ENTRYPOINT_FILE}" ]; then mapfile -t ENTRYPOINT <"$IMG{ENTRYPOINT_FILE}"; fi',
+        ]
 
         prefix: list[str] = ["ch-run", ShellWord(img)]
-        for path in [*job.binds, *job.bind_files]:
+        for path in [*binds, *bind_files]:
             prefix += ["-b", f"{path}:{path}"]
+        if output_dir:
+            prefix += ["-b", f"{job.workdir}:{output_dir}"]
         prefix += [
             "-c",
-            job.workdir,
+            output_dir or job.workdir,
             CONTINUE,
             "--unset-env=*",
             f"--set-env=PATH={DEFAULT_PATH}",
@@ -225,13 +234,50 @@ class CharliecloudRuntime(ContainerRuntime):
         if job.environment:
             prefix += [CONTINUE, "--env-no-expand"]
             prefix += [f"--set-env={k}={_set_env_value(v)}" for k, v in sorted(job.environment.items())]
-        prefix += [CONTINUE, "--"]
+        prefix += [CONTINUE, "--", ShellWord('"${ENTRYPOINT[@]}"')]
 
         cleanup = [
             "# Remove this job's copy of the image (the EXIT trap covers an early end).",
             'rm -rf "$IMG_DIR"',
         ]
         return Wrapping(setup_lines=setup, prefix=prefix, cleanup_lines=cleanup)
+
+
+def _output_directory(requested: str | None, workdir: str) -> str | None:
+    """``dockerOutputDirectory``: where the command sees (and starts in) its output folder."""
+    if not requested or os.path.normpath(requested) == os.path.normpath(workdir):
+        return None
+    path = os.path.normpath(requested)
+    if not path.startswith("/") or path == "/" or ":" in path:
+        raise ContainerError(
+            f"DockerRequirement.dockerOutputDirectory {requested!r} must be an absolute path other "
+            "than / and without ':'"
+        )
+    return path
+
+
+def _bindable(dirs: list[str], files: list[str]) -> tuple[list[str], list[str]]:
+    """The binds ``ch-run -b SRC:DST`` can express: a path with ``:`` is bound through the
+    nearest folder above it that has none (``ch-run`` has no way to escape the separator)."""
+    out_dirs: list[str] = []
+    out_files: list[str] = []
+    for path in [*dirs, *files]:
+        if not path.startswith("/") or path == "/":
+            raise ContainerError(f"cannot bind {path!r} into the container (needs an absolute path)")
+    for path, is_dir in [*((d, True) for d in dirs), *((f, False) for f in files)]:
+        if ":" in path:
+            folder = path.split(":", 1)[0].rsplit("/", 1)[0]
+            if not folder:
+                raise ContainerError(f"cannot bind {path!r} into the container: ':' in its top folder")
+            path, is_dir = folder, True
+        (out_dirs if is_dir else out_files).append(path)
+    out_dirs = [d for d in dict.fromkeys(out_dirs) if not any(_inside(d, o) for o in out_dirs if o != d)]
+    out_files = [f for f in dict.fromkeys(out_files) if not any(_inside(f, d) for d in out_dirs)]
+    return out_dirs, out_files
+
+
+def _inside(path: str, folder: str) -> bool:
+    return Path(path).is_relative_to(folder)
 
 
 def _looks_like_path(value: str) -> bool:
