@@ -132,8 +132,8 @@ def prepare_command_job(tool: Process, job_order: dict[str, Any], run_dir: Path)
     os.makedirs(job.tmpdir, exist_ok=True)
     try:
         job._setup(context)
-        _refuse_targets_outside(job)
-        wrapping = _container_wrapping(tool, job, Path(run_dir))
+        mounts = _place_targets_outside(tool, job, Path(run_dir))
+        wrapping = _container_wrapping(tool, job, Path(run_dir), mounts)
         stage_files(job.pathmapper, ignore_writable=True, symlink=True)
         if job.generatemapper is not None:
             stage_files(job.generatemapper, ignore_writable=job.inplace_update, symlink=True)
@@ -175,24 +175,45 @@ def prepare_command_job(tool: Process, job_order: dict[str, Any], run_dir: Path)
     return spec
 
 
-def _refuse_targets_outside(job: CommandLineJob) -> None:
-    """InitialWorkDir entries at absolute paths (allowed with DockerRequirement) are refused.
+def _place_targets_outside(tool: Process, job: CommandLineJob, run_dir: Path) -> list[tuple[str, str, bool]]:
+    """InitialWorkDir entries at absolute paths: staged in the run folder, mounted there.
 
-    They name places inside a container image; the host job would write them on the host.
+    CWL allows such entry names with a ``DockerRequirement``: they name places inside the
+    container. The entry is staged under ``<run>/mounts/<its path>`` instead, and the runtime
+    mounts it at its path inside; the returned ``(host, inside, is a directory)`` list says
+    what to mount. Without a container (no requirement, or the runtime ``none``) they are
+    refused: the host job would write outside its run folder.
     """
     if job.generatemapper is None:
-        return
+        return []
     outdir = os.path.abspath(job.outdir)
-    for _, entry in job.generatemapper.items():
-        target = os.path.abspath(entry.target)
-        if os.path.commonpath([outdir, target]) != outdir:
-            raise JobBuildError(
-                f"InitialWorkDirRequirement entry {entry.target!r} is outside the output directory: "
-                "absolute entry names are not supported"
-            )
+    outside = [
+        (key, entry)
+        for key, entry in job.generatemapper.items()
+        if os.path.commonpath([outdir, os.path.abspath(entry.target)]) != outdir
+    ]
+    if not outside:
+        return []
+    docker, _ = _docker_requirement(tool)
+    if docker is None or get_container_runtime().name == "none":
+        raise JobBuildError(
+            f"InitialWorkDirRequirement entry {outside[0][1].target!r} is outside the output directory: "
+            "absolute entry names need a container (DockerRequirement)"
+        )
+    mounts_dir = Path(run_dir).resolve() / "mounts"
+    mounts = []
+    for key, entry in outside:
+        inside = os.path.normpath(entry.target)
+        host = str(mounts_dir / inside.lstrip("/"))
+        job.generatemapper.update(key, entry.resolved, host, entry.type, entry.staged)
+        mounts.append((host, inside, entry.type.endswith("Directory")))
+        os.makedirs(os.path.dirname(host), exist_ok=True)
+    return mounts
 
 
-def _container_wrapping(tool: Process, job: CommandLineJob, run_dir: Path) -> Wrapping:
+def _container_wrapping(
+    tool: Process, job: CommandLineJob, run_dir: Path, mounts: list[tuple[str, str, bool]]
+) -> Wrapping:
     """The container runtime's lines for this job; empty without a DockerRequirement."""
     docker, _ = _docker_requirement(tool)
     if docker is None:
@@ -205,6 +226,7 @@ def _container_wrapping(tool: Process, job: CommandLineJob, run_dir: Path) -> Wr
         environment=_container_environment(tool, job),
         binds=binds,
         bind_files=bind_files,
+        mounts=mounts,
     )
     try:
         return runtime.wrap(image, container_job)

@@ -54,7 +54,8 @@ UNKNOWN_GRACE = timedelta(seconds=60)
 
 
 def load_workflow_process(workflow: Workflow):
-    return cwl.load_process(source_dir(workflow.id) / workflow.main_document)
+    requirements = cwl.input_requirements(workflow.inputs or {})
+    return cwl.load_process(source_dir(workflow.id) / workflow.main_document, requirements)
 
 
 Kind = Step.Kind
@@ -114,7 +115,7 @@ def _promote(workflow: Workflow) -> bool:
 def _scope(workflow: Workflow, step: Step) -> tuple[dict, dict[str, dict]]:
     """The inputs of the workflow containing ``step`` and its finished siblings' outputs."""
     parent = step.parent
-    inputs = workflow.inputs if parent is None else (parent.job_order or {})
+    inputs = cwl.input_values(workflow.inputs) if parent is None else (parent.job_order or {})
     siblings = Step.objects.filter(workflow=workflow, parent=parent, state__in=STEP_SUCCEEDED)
     return inputs, {s.short_name: (s.outputs or {}) for s in siblings}
 
@@ -305,7 +306,8 @@ def _maybe_finish(workflow: Workflow, root) -> None:
         return
     if all(s in STEP_SUCCEEDED for s in states):
         try:
-            outputs = cwl.scope_outputs(root, workflow.inputs, {s.short_name: s.outputs or {} for s in top})
+            inputs = cwl.input_values(workflow.inputs)
+            outputs = cwl.scope_outputs(root, inputs, {s.short_name: s.outputs or {} for s in top})
         except cwl.CwlError as exc:
             workflow_transition(
                 workflow=workflow, new=WorkflowState.FAILED, reason="outputs", error=exc.message

@@ -52,9 +52,30 @@ def loading_context() -> LoadingContext:
     )
 
 
+# An inputs object may carry ``cwl:requirements`` (CWL v1.1+): requirements added to the top
+# process, as if written last in its ``requirements`` (they win over the document's own).
+INPUT_REQUIREMENTS_KEYS = ("cwl:requirements", "https://w3id.org/cwl/cwl#requirements")
+
+
 @functools.lru_cache(maxsize=64)
-def _load_cached(uri: str, mtime_ns: int) -> Process:
-    return load_tool(uri, loading_context())
+def _load_cached(uri: str, mtime_ns: int, requirements_json: str = "") -> Process:
+    context = loading_context()
+    if requirements_json:
+        context.overrides_list = [{"overrideTarget": uri, "requirements": json.loads(requirements_json)}]
+    return load_tool(uri, context)
+
+
+def input_requirements(job_order: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``cwl:requirements`` of an inputs object (empty if none), checked for shape."""
+    found = [job_order[k] for k in INPUT_REQUIREMENTS_KEYS if k in job_order]
+    if not found:
+        return []
+    requirements = found[0]
+    if not isinstance(requirements, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("class"), str) for r in requirements
+    ):
+        raise CwlError("cwl:requirements in the inputs must be a list of requirements, each with a class.")
+    return requirements
 
 
 def split_fragment(path: Path | str) -> tuple[Path, str]:
@@ -69,18 +90,23 @@ def split_fragment(path: Path | str) -> tuple[Path, str]:
     return path, ""
 
 
-def load_process(path: Path | str) -> Process:
-    """Load and validate a CWL document (cached per path and modification time).
+def load_process(path: Path | str, requirements: list[dict[str, Any]] | None = None) -> Process:
+    """Load and validate a CWL document (cached per path, modification time and requirements).
 
     ``path`` may end in ``#id`` to run one process of a packed (``$graph``) document; without
-    it cwltool takes ``#main``.
+    it cwltool takes ``#main``. ``requirements`` are an inputs object's ``cwl:requirements``
+    (see ``input_requirements``), added to the top process as cwltool does.
     """
     path, fragment = split_fragment(path)
     path = path.resolve()
     if not path.is_file():
         raise CwlError(f"CWL document {path.name} not found.")
     try:
-        return _load_cached(path.as_uri() + (f"#{fragment}" if fragment else ""), path.stat().st_mtime_ns)
+        return _load_cached(
+            path.as_uri() + (f"#{fragment}" if fragment else ""),
+            path.stat().st_mtime_ns,
+            json.dumps(requirements, sort_keys=True) if requirements else "",
+        )
     except (ValidationException, WorkflowException) as exc:
         raise CwlError(f"Invalid CWL: {_clean(exc)}") from None
     except Exception as exc:  # schema-salad raises a variety of errors on malformed YAML
@@ -266,8 +292,10 @@ def validate_job_order(process: Process, job_order: dict[str, Any]) -> dict[str,
                 obj["format"] = loader.expand_url(obj["format"], "")
 
         visit_class(job_order, ("File",), expand_format)
-    if any(k in job_order for k in ("cwl:requirements", "https://w3id.org/cwl/cwl#requirements")):
-        raise CwlError("Apiary does not support requirements in the inputs object (cwl:requirements) yet.")
+    requirements = input_requirements(job_order)
+    if requirements and process.metadata.get(ORIGINAL_VERSION, process.metadata.get("cwlVersion")) == "v1.0":
+        raise CwlError("cwl:requirements in the inputs is not in CWL v1.0: use cwlVersion v1.1 or newer.")
+    job_order = input_values(job_order)
     # Every directory named, or cwltool makes an (empty, never removed) stage folder in $TMPDIR.
     runtime = RuntimeContext(
         {"outdir": "/nonexistent", "tmpdir": "/nonexistent", "stagedir": "/nonexistent", "toplevel": True}
@@ -283,6 +311,17 @@ def validate_job_order(process: Process, job_order: dict[str, Any]) -> dict[str,
 
     normalizeFilesDirs(job_order)
     return _with_secondary_files(job_order, initialised)
+
+
+def input_values(job_order: dict[str, Any]) -> dict[str, Any]:
+    """A stored job order without its ``cwl:requirements``: the values the inputs take."""
+    return {k: v for k, v in job_order.items() if k not in INPUT_REQUIREMENTS_KEYS}
+
+
+def with_input_requirements(job_order: dict[str, Any], requirements: list[dict[str, Any]]) -> dict[str, Any]:
+    """The job order to store: the validated one, with the inputs' ``cwl:requirements`` kept
+    (under that key) so that the scheduler, archives and re-executions apply them too."""
+    return {**job_order, "cwl:requirements": requirements} if requirements else job_order
 
 
 def _with_secondary_files(given: Any, initialised: Any) -> Any:

@@ -198,7 +198,10 @@ def workflow_submit(
         # Uploaded inputs stay inside the upload; a trusted local caller may name any local file.
         root = Path("/") if local_dir is not None else src.resolve()
         job_order = cwl.resolve_locations(job_order, base, root=root)
-        job_order = cwl.validate_job_order(process, job_order)
+        requirements = cwl.input_requirements(job_order)
+        if requirements:
+            process = cwl.load_process(main_path, requirements)
+        job_order = cwl.with_input_requirements(cwl.validate_job_order(process, job_order), requirements)
         final = workflow_dir(workflow_id)
         with transaction.atomic():
             workflow = Workflow.objects.create(

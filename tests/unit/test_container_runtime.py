@@ -213,14 +213,30 @@ def test_input_path_with_a_colon_is_bound_through_its_folder(tmp_path, store):
     assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0
 
 
-def test_absolute_initial_workdir_entries_are_refused_not_written_on_the_host(tmp_path, store):
+def test_absolute_initial_workdir_entries_are_staged_in_the_run_folder_and_mounted(tmp_path, store):
+    target = tmp_path / "outside" / "evil.txt"
+    requirement = DOCKER + (
+        f"  InitialWorkDirRequirement:\n    listing:\n      - {{entryname: {target}, entry: x}}\n"
+    )
+    tool = _tool(tmp_path, "iwd.cwl", ECHO.format(requirements=requirement))
+    run_dir = tmp_path / "runs" / "i"
+    _, text = _script(tool, {}, run_dir)
+    assert not target.exists()  # never written on the host at that path
+    staged = run_dir.resolve() / "mounts" / str(target).lstrip("/")
+    assert staged.read_text() == "x"
+    assert f'touch "$IMG"{target} || exit 71' in text
+    assert f"-b {staged}:{target}" in text
+
+
+def test_absolute_initial_workdir_entries_without_a_container_are_refused(tmp_path, store, settings):
     target = tmp_path / "outside" / "evil.txt"
     requirement = DOCKER + (
         f"  InitialWorkDirRequirement:\n    listing:\n      - {{entryname: {target}, entry: x}}\n"
     )
     tool = _tool(tmp_path, "iwd.cwl", ECHO.format(requirements=requirement))
     (tmp_path / "runs" / "i").mkdir(parents=True)
-    with pytest.raises(cwl_job.JobBuildError, match="absolute entry names"):
+    settings.APIARY_CONTAINER_RUNTIME = "none"
+    with pytest.raises(cwl_job.JobBuildError, match="absolute entry names need a container"):
         cwl_job.prepare_command_job(tool, {}, tmp_path / "runs" / "i")
     assert not target.exists()
 

@@ -168,11 +168,45 @@ def test_defaults_are_not_copied_into_the_job_order(tmp_path):
     assert cwl.validate_job_order(cwl.load_process(tool), {}) == {}
 
 
-def test_requirements_in_the_inputs_object_are_refused_as_unsupported(tmp_path):
-    process = cwl.load_process(_doc(tmp_path, "rec.cwl", RECORD_TOOL))
-    job = {"cwl:requirements": [{"class": "EnvVarRequirement", "envDef": {"A": "b"}}]}
-    with pytest.raises(cwl.CwlError, match="does not support requirements in the inputs"):
-        cwl.validate_job_order(process, job)
+ENV_TOOL = """\
+cwlVersion: {version}
+class: CommandLineTool
+requirements:
+  EnvVarRequirement: {{envDef: {{A: from-document}}}}
+inputs: []
+baseCommand: env
+outputs: []
+"""
+
+
+def test_requirements_in_the_inputs_object_are_added_to_the_process_and_win(tmp_path):
+    path = _doc(tmp_path, "env.cwl", ENV_TOOL.format(version="v1.2"))
+    env_var = {"class": "EnvVarRequirement", "envDef": [{"envName": "A", "envValue": "x"}]}
+    job = {"cwl:requirements": [env_var]}
+    requirements = cwl.input_requirements(job)
+    process = cwl.load_process(path, requirements)
+    requirement, _ = process.get_requirement("EnvVarRequirement")
+    assert requirement["envDef"] == [{"envName": "A", "envValue": "x"}]
+    # The cached document without them is untouched.
+    plain, _ = cwl.load_process(path).get_requirement("EnvVarRequirement")
+    assert plain["envDef"][0]["envValue"] == "from-document"
+    # Validation takes the values without the key; the stored job order keeps it for the worker.
+    values = cwl.validate_job_order(process, job)
+    assert values == {}
+    assert cwl.with_input_requirements(values, requirements) == {"cwl:requirements": requirements}
+    assert cwl.input_values({"cwl:requirements": requirements, "n": 1}) == {"n": 1}
+
+
+@pytest.mark.parametrize("bad", [{"class": "EnvVarRequirement"}, ["EnvVarRequirement"], [{"envDef": {}}]])
+def test_malformed_input_requirements_say_what_is_expected(bad):
+    with pytest.raises(cwl.CwlError, match="must be a list of requirements, each with a class"):
+        cwl.input_requirements({"cwl:requirements": bad})
+
+
+def test_input_requirements_are_refused_for_cwl_v1_0(tmp_path):
+    process = cwl.load_process(_doc(tmp_path, "old.cwl", ENV_TOOL.format(version="v1.0")))
+    with pytest.raises(cwl.CwlError, match="not in CWL v1.0"):
+        cwl.validate_job_order(process, {"cwl:requirements": [{"class": "InlineJavascriptRequirement"}]})
 
 
 WF_INPUT_LOADCONTENTS = """\

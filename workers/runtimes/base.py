@@ -67,13 +67,16 @@ class ContainerJob:
     """The job's side of the container: where it runs, what it sees, with which environment.
 
     ``binds`` are host paths (directories or files) that must appear at the same path inside;
-    ``environment`` is exactly the environment the command gets (CWL's), nothing inherited.
+    ``mounts`` are ``(host path, path inside, is a directory)`` for what must appear elsewhere
+    (``InitialWorkDirRequirement`` entries at absolute paths); ``environment`` is exactly the
+    environment the command gets (CWL's), nothing inherited.
     """
 
     workdir: str
     environment: Mapping[str, str]
     binds: Sequence[str] = ()
     bind_files: Sequence[str] = ()
+    mounts: Sequence[tuple[str, str, bool]] = ()
 
 
 @dataclass(frozen=True)

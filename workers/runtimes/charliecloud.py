@@ -212,6 +212,12 @@ class CharliecloudRuntime(ContainerRuntime):
         for path in bind_files:
             parent = os.path.dirname(path)
             setup.append(f"mkdir -p {img}{q(parent)} && touch {img}{q(path)} || exit {SETUP_FAILED}")
+        mounts = _mounts(job.mounts)
+        for _, inside, is_dir in mounts:
+            make = f"mkdir -p {img}{q(inside)}" if is_dir else (
+                f"mkdir -p {img}{q(os.path.dirname(inside))} && touch {img}{q(inside)}"
+            )
+            setup.append(f"{make} || exit {SETUP_FAILED}")
         setup += [
             "# The image's entrypoint, if it declares one (/ch/entrypoint: one word per line).",
             "ENTRYPOINT=()",
@@ -221,6 +227,8 @@ class CharliecloudRuntime(ContainerRuntime):
         prefix: list[str] = ["ch-run", ShellWord(img)]
         for path in [*binds, *bind_files]:
             prefix += ["-b", f"{path}:{path}"]
+        for host, inside, _ in mounts:
+            prefix += ["-b", f"{host}:{inside}"]
         if output_dir:
             prefix += ["-b", f"{job.workdir}:{output_dir}"]
         prefix += [
@@ -241,6 +249,18 @@ class CharliecloudRuntime(ContainerRuntime):
             'rm -rf "$IMG_DIR"',
         ]
         return Wrapping(setup_lines=setup, prefix=prefix, cleanup_lines=cleanup)
+
+
+def _mounts(mounts) -> list[tuple[str, str, bool]]:
+    """Host paths bound elsewhere inside (``-b HOST:INSIDE``): neither side may hold ``:``."""
+    for host, inside, _ in mounts:
+        for path in (host, inside):
+            if ":" in path or not path.startswith("/") or os.path.normpath(path) == "/":
+                raise ContainerError(f"cannot mount {path!r} in the container (an absolute path, no ':')")
+    mounts = [(host, os.path.normpath(inside), is_dir) for host, inside, is_dir in mounts]
+    folders = [inside for _, inside, is_dir in mounts if is_dir]
+    # What lies inside a mounted folder comes with it.
+    return [m for m in mounts if not any(m[1] != f and _inside(m[1], f) for f in folders)]
 
 
 def _output_directory(requested: str | None, workdir: str) -> str | None:
