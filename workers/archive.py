@@ -481,6 +481,15 @@ def _ref(identifier: str) -> dict:
     return {"@id": identifier}
 
 
+def _main_file(spec: ArchiveSpec) -> str:
+    """The main document's file under ``src/``: ``packed.cwl#main`` names a process in
+    ``packed.cwl`` (a file whose name really holds ``#`` is taken as it is)."""
+    name = spec.main_document
+    if "#" in name and not (Path(spec.run_dir) / "src" / name).exists():
+        return name.partition("#")[0]
+    return name
+
+
 def _crate_id(archive_path: str) -> str:
     return urllib.parse.quote(archive_path)
 
@@ -514,7 +523,8 @@ def build_crate(
     outcome. Job scripts, logs and step metadata are engine traces ``about`` the run.
     """
     run_id = f"#run-{spec.workflow_id}"
-    main_id = _crate_id(f"src/{spec.main_document}")
+    main_file = _main_file(spec)
+    main_id = _crate_id(f"src/{main_file}")
     graph: list[dict] = []
     graph.append(
         {
@@ -588,7 +598,7 @@ def build_crate(
     for key, value in (outputs or {}).items():
         realize("output", key, value, results)
 
-    main = files.get(main_id) or {"@id": main_id, "name": PurePosixPath(spec.main_document).name}
+    main = files.get(main_id) or {"@id": main_id, "name": PurePosixPath(main_file).name}
     main.update(
         {
             "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow"],

@@ -32,6 +32,7 @@ from cwltool.workflow import Workflow as CwlWorkflow
 from cwltool.workflow import default_make_tool
 from cwltool.workflow_job import WorkflowStateItem, object_from_state
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import SafeConstructor
 from schema_salad.exceptions import ValidationException
 
 from portal.errors import ApplicationError
@@ -129,10 +130,23 @@ def _clean(exc: Exception) -> str:
     return text.replace("file://", "")
 
 
+class _NoTimestampConstructor(SafeConstructor):
+    """YAML's timestamps stay strings (CWL has no date type; as cwltool's own loader does)."""
+
+
+_NoTimestampConstructor.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
+
+
 def parse_job_order(text: str, name: str = "inputs") -> dict[str, Any]:
-    """Parse an inputs file (YAML or JSON); an empty file means no inputs."""
+    """Parse an inputs file (YAML or JSON); an empty file means no inputs.
+
+    ``date: 2024-05-01`` is the string ``"2024-05-01"``, not a date: values must round-trip
+    through JSON (the stored job order) unchanged.
+    """
+    yaml = YAML(typ="safe", pure=True)
+    yaml.Constructor = _NoTimestampConstructor
     try:
-        data = YAML(typ="safe", pure=True).load(io.StringIO(text))
+        data = yaml.load(io.StringIO(text))
     except Exception as exc:
         raise CwlError(f"{name} is not valid YAML or JSON: {exc}") from None
     if data is None:

@@ -121,7 +121,10 @@ def _write_upload(dest: Path, files: dict[str, bytes]) -> None:
             target.write_bytes(data)
 
 
-def _find_main(src: Path, main: str | None) -> Path:
+def find_main_document(src: Path, main: str | None) -> Path:
+    """The submission's main document under ``src`` (resolved): ``main`` if given, else the
+    only ``.cwl`` file, else the only ``workflow.cwl`` or ``main.cwl``; the submission form's
+    drafts choose it the same way."""
     if main:
         # "packed.cwl#tool" names one process of a packed document (see cwl.load_process).
         document, fragment = cwl.split_fragment(src / safe_relative(main))
@@ -131,15 +134,15 @@ def _find_main(src: Path, main: str | None) -> Path:
         return path.with_name(f"{path.name}#{fragment}") if fragment else path
     candidates = sorted(p for p in src.rglob("*.cwl"))
     if len(candidates) == 1:
-        return candidates[0]
+        return candidates[0].resolve()
     for preferred in ("workflow.cwl", "main.cwl"):
         found = [p for p in candidates if p.name == preferred]
         if len(found) == 1:
-            return found[0]
+            return found[0].resolve()
     if not candidates:
         raise ApplicationError("No .cwl document was uploaded.")
     raise ApplicationError(
-        "Several .cwl documents were uploaded; say which one is the workflow with 'main'.",
+        "Several .cwl documents were uploaded; say which one is the workflow (the main document).",
         extra={"documents": [str(p.relative_to(src)) for p in candidates]},
     )
 
@@ -183,7 +186,7 @@ def workflow_submit(
     try:
         if local_dir is None:
             _write_upload(src, files)
-        main_path = _find_main(src, main)
+        main_path = find_main_document(src, main)
         process = cwl.load_process(main_path)
         spec = cwl.describe(process)
         if inputs_text is None and inputs:
@@ -340,6 +343,23 @@ def workflow_cancel(*, workflow: Workflow, reason: str = "cancelled by user") ->
             step_transition(step=step, new=StepState.CANCELLED, reason=reason)
         transaction.on_commit(lambda: cancel_jobs.delay(str(workflow.id)), robust=True)
     return workflow
+
+
+# The user's actions on a workflow, by the name the API, the pages and the CLI use.
+WORKFLOW_ACTIONS = {
+    "start": workflow_start,
+    "pause": workflow_pause,
+    "resume": workflow_resume,
+    "cancel": workflow_cancel,
+}
+
+
+def workflow_act(*, workflow: Workflow, action: str) -> Workflow:
+    """Apply the user action named ``action`` (one of ``WORKFLOW_ACTIONS``)."""
+    handler = WORKFLOW_ACTIONS.get(action)
+    if handler is None:
+        raise NotFound(f"No action {action!r}; use one of {', '.join(WORKFLOW_ACTIONS)}.")
+    return handler(workflow=workflow)
 
 
 def workflow_delete(*, workflow: Workflow) -> None:
@@ -594,7 +614,8 @@ def workflow_reexecute(
             raise ArchiveRuleError("manifest-missing", "there is no manifest.json at the top of the archive.")
         manifest = engine.validate_manifest((tree / engine.MANIFEST_NAME).read_bytes())
         main = manifest["main_document"]
-        if not (tree / "src" / main).is_file():
+        document, _ = cwl.split_fragment(tree / "src" / main)  # "packed.cwl#main": a process in it
+        if not document.is_file():
             raise ArchiveRuleError(
                 "manifest-malformed", f"manifest.json names main_document {main!r}, which is not in src/."
             )

@@ -93,6 +93,29 @@ def test_a_sound_archive_is_accepted(post, settings):
     assert not any((settings.APIARY_RUNS_DIR / ".scratch").iterdir())
 
 
+PACKED = b"""cwlVersion: v1.2
+$graph:
+  - id: hello
+    class: CommandLineTool
+    inputs: []
+    outputs: []
+    baseCommand: [echo, hello]
+  - id: main
+    class: CommandLineTool
+    inputs: []
+    outputs: []
+    baseCommand: [echo, main]
+"""
+
+
+def test_an_archive_of_a_packed_documents_process_is_accepted(post):
+    data = manifest(main_document="packed.cwl#hello", inputs={})
+    members = [member("manifest.json", json.dumps(data).encode()), member("src/packed.cwl", PACKED)]
+    response = post(tgz(members), name="packed.tgz")
+    assert response.status_code == 201, response.content
+    assert Workflow.objects.get(pk=response.json()["id"]).main_document == "packed.cwl#hello"
+
+
 def test_every_rule_has_a_test():
     tested = {
         "not-a-tgz",

@@ -156,3 +156,11 @@ def test_nested_workflow_steps_are_addressed_by_tool_path(tmp_path):
     assert outer_job == {"a": "hi"}
     raw = cwl.resolve_step_inputs(root, ["n", "s"], outer_job, {})
     assert cwl.evaluate_step_inputs(root, ["n", "s"], raw) == {"x": "hi", "y": "z"}
+
+
+def test_yaml_dates_in_inputs_stay_strings_that_survive_json():
+    import json
+
+    job = cwl.parse_job_order("day: 2024-05-01\nwhen: 2001-12-14 21:59:43.10 -5\nn: 3\n")
+    assert job == {"day": "2024-05-01", "when": "2001-12-14 21:59:43.10 -5", "n": 3}
+    assert json.loads(json.dumps(job)) == job
