@@ -170,6 +170,8 @@ APIARY_ARCHIVE_DIR = Path(env_str("APIARY_ARCHIVE_DIR", str(VAR_DIR / "archives"
 # Output files go into the archive while their total stays within this (smallest first); the
 # others are recorded by reference (location, size, sha256).
 APIARY_ARCHIVE_MAX_OUTPUT_BYTES = env_int("APIARY_ARCHIVE_MAX_OUTPUT_BYTES", 100 * 1024 * 1024)
+# Each step's job.out / job.err enters an archive cut to this size (first and last halves).
+APIARY_ARCHIVE_MAX_LOG_BYTES = env_int("APIARY_ARCHIVE_MAX_LOG_BYTES", 16 * 1024 * 1024)
 # Limits on an uploaded (untrusted) archive: members, bytes (compressed and unpacked), and the
 # unpacked/compressed ratio (checked once more than 1 MiB is unpacked; gzip bombs reach ~1000).
 APIARY_ARCHIVE_MAX_MEMBERS = env_int("APIARY_ARCHIVE_MAX_MEMBERS", 10_000)

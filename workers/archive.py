@@ -51,6 +51,8 @@ MANIFEST_NAME = "manifest.json"
 CRATE_NAME = "ro-crate-metadata.json"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 RUN_FILES = ("job.sh", "job.out", "job.err", "exit_code", "job.started")
+# The job's own output, which can be any size: capped in an archive (head and tail kept).
+LOG_FILES = ("job.out", "job.err")
 
 CRATE_CONTEXT = [
     "https://w3id.org/ro/crate/1.1/context",
@@ -263,6 +265,26 @@ class _Writer:
             self.tar.addfile(info, fh)
         self.entries[name] = {"size": stat.st_size, "sha256": sha256 or sha256_file(path)}
 
+    def add_log(self, name: str, path: Path, max_bytes: int) -> dict | None:
+        """A job log, whole if within ``max_bytes``, else its first and last ``max_bytes / 2``
+        around a line saying what was left out; then returns the whole file's size and sha256."""
+        size = path.stat().st_size
+        if size <= max_bytes:
+            self.add_file(name, path)
+            return None
+        half = max_bytes // 2
+        with open(path, "rb") as fh:
+            head = fh.read(half)
+            fh.seek(size - half)
+            tail = fh.read(half)
+        whole = sha256_file(path)
+        marker = (
+            f"\n[apiary: {size - 2 * half} bytes of this {size}-byte log (sha256 {whole}) are left "
+            f"out of the archive: over APIARY_ARCHIVE_MAX_LOG_BYTES]\n"
+        ).encode()
+        self.add_bytes(name, head + marker + tail)
+        return {"size": size, "sha256": whole, "kept_bytes": 2 * half}
+
     def add_json(self, name: str, value: Any) -> None:
         self.add_bytes(name, (json.dumps(value, indent=2, sort_keys=False, default=str) + "\n").encode())
 
@@ -370,8 +392,14 @@ def build_manifest(spec: ArchiveSpec, inputs: dict, planned: list[dict], archive
     }
 
 
-def package(spec: ArchiveSpec, archive_dir: Path, *, max_output_bytes: int) -> Packaged:
-    """Write the archive under a temporary name in ``archive_dir``; see :func:`install`."""
+def package(
+    spec: ArchiveSpec, archive_dir: Path, *, max_output_bytes: int, max_log_bytes: int = 16 * 1024**2
+) -> Packaged:
+    """Write the archive under a temporary name in ``archive_dir``; see :func:`install`.
+
+    Output files enter it while their total is within ``max_output_bytes``; each job log
+    (``job.out``, ``job.err``) is cut to ``max_log_bytes`` (head and tail, see ``add_log``).
+    """
     archive_dir = Path(archive_dir)
     archive_dir.mkdir(parents=True, exist_ok=True)
     final = archive_dir / f"{spec.workflow_id}.tgz"
@@ -379,7 +407,7 @@ def package(spec: ArchiveSpec, archive_dir: Path, *, max_output_bytes: int) -> P
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
-            manifest = _write_members(_Writer(tar), spec, max_output_bytes)
+            manifest = _write_members(_Writer(tar), spec, max_output_bytes, max_log_bytes)
             raw.flush()
         with open(temp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -399,7 +427,7 @@ def discard(packaged: Packaged) -> None:
     packaged.temp_path.unlink(missing_ok=True)
 
 
-def _write_members(writer: _Writer, spec: ArchiveSpec, max_output_bytes: int) -> dict:
+def _write_members(writer: _Writer, spec: ArchiveSpec, max_output_bytes: int, max_log_bytes: int) -> dict:
     run_dir = spec.run_dir
     to_run = _relative_to_run(run_dir)
     archived_at = _now()
@@ -437,17 +465,25 @@ def _write_members(writer: _Writer, spec: ArchiveSpec, max_output_bytes: int) ->
         runs = []
         for run in step.runs:
             run_folder = run_dir / folder / str(run.attempt)
-            files = {}
+            files, cut = {}, {}
             for name in RUN_FILES:
                 path = run_folder / name
                 if path.is_file() and not path.is_symlink():
-                    writer.add_file(f"{folder}/{run.attempt}/{name}", path)
-                    files[name] = f"{folder}/{run.attempt}/{name}"
+                    member = f"{folder}/{run.attempt}/{name}"
+                    if name in LOG_FILES:
+                        if (whole := writer.add_log(member, path, max_log_bytes)) is not None:
+                            cut[name] = whole
+                    else:
+                        writer.add_file(member, path)
+                    files[name] = member
             script = run_folder / "job.sh"
             container = None
             if script.is_file():
                 container = container_of(script.read_text(errors="replace"), image_hashes)
-            runs.append({**run.__dict__, "files": files, "container": container})
+            run_record = {**run.__dict__, "files": files, "container": container}
+            if cut:
+                run_record["truncated_logs"] = cut  # name -> the whole log's size and sha256
+            runs.append(run_record)
             step_files.setdefault(step.name, []).extend(files.values())
         metadata = {
             "name": step.name,

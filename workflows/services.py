@@ -501,6 +501,7 @@ def workflow_archive(*, workflow_id) -> Archive | None:
         _archive_spec(workflow),
         Path(settings.APIARY_ARCHIVE_DIR),
         max_output_bytes=settings.APIARY_ARCHIVE_MAX_OUTPUT_BYTES,
+        max_log_bytes=settings.APIARY_ARCHIVE_MAX_LOG_BYTES,
     )
     try:
         with transaction.atomic():

@@ -198,6 +198,24 @@ def test_step_metadata_has_history_jobs_and_container(finished):
     assert wc["runs"][0]["container"] is None
 
 
+def test_a_long_job_log_is_cut_to_its_head_and_tail_with_its_whole_checksum(finished, archiving):
+    archiving.APIARY_ARCHIVE_MAX_LOG_BYTES = 100
+    log = finished.run_dir / "steps" / "grep" / "1" / "job.out"
+    whole = b"H" * 60 + b"-middle-" * 100 + b"T" * 60
+    log.write_bytes(whole)
+    files = members(services.workflow_archive(workflow_id=finished.id).path)
+    kept = files["steps/grep/1/job.out"]
+    assert kept.startswith(b"H" * 50) and kept.endswith(b"T" * 50)
+    assert b"-middle-" * 3 not in kept
+    assert f"{len(whole) - 100} bytes of this {len(whole)}-byte log".encode() in kept
+    run = json.loads(files["steps/grep/metadata.json"])["runs"][0]
+    assert run["truncated_logs"] == {
+        "job.out": {"size": len(whole), "sha256": hashlib.sha256(whole).hexdigest(), "kept_bytes": 100}
+    }
+    assert files["steps/wc/1/job.out"] == b"wc says hello\n"  # short logs whole
+    assert "truncated_logs" not in json.loads(files["steps/wc/metadata.json"])["runs"][0]
+
+
 def _ids(value):
     if isinstance(value, dict):
         if set(value) == {"@id"}:
