@@ -8,6 +8,11 @@ cwltest writes one ``<testcase>`` per test: ``file`` is the test id, ``class`` i
 (comma-separated), a ``<failure>`` child marks a failure and a ``<skipped>`` child a test the
 runner answered "unsupported feature" (exit code 33) for; anything else passed.
 
+cwltest 2.7 leaves one kind of failure out of the XML: a ``should_fail`` test whose runner
+succeeded ("Returned zero but it should be non-zero"). ``cwltest.log`` names every failure
+(``Test N failed: …``, N as numbered in its ``Test [N/M] ID: …`` lines), so the failures are
+taken from both.
+
 With ``cwltest -s ID,…`` (``scripts/conformance --select``) cwltest 2.7 labels the i-th result
 with the i-th test *of the suite*, not of the selection; ``--selected ID,…`` relabels the
 results in selection order with each test's own id and tags, read from the suite.
@@ -16,6 +21,7 @@ results in selection order with each test's own id and tags, read from the suite
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
@@ -47,6 +53,19 @@ def read_results(xml_path: Path) -> list[dict]:
             }
         )
     return results
+
+
+LOG_TEST = re.compile(r"^Test \[(\d+)/\d+\] ([^:\s]+):", re.MULTILINE)
+LOG_FAILED = re.compile(r"^Test (\d+) failed:", re.MULTILINE)
+
+
+def failed_in_log(log_path: Path) -> set[str]:
+    """The ids of the tests ``cwltest.log`` reports as failed."""
+    if not log_path.is_file():
+        return set()
+    text = log_path.read_text(errors="replace")
+    ids = {int(number): test_id for number, test_id in LOG_TEST.findall(text)}
+    return {ids.get(int(number), f"test {number}") for number in LOG_FAILED.findall(text)}
 
 
 def relabel_selected(results: list[dict], selected: list[str], suite: str | None) -> list[dict]:
@@ -115,6 +134,12 @@ def write_report(
     results = read_results(out_dir / "results.xml")
     if selected:
         results = relabel_selected(results, selected, suite)
+    for test_id in failed_in_log(out_dir / "cwltest.log"):
+        matching = [r for r in results if r["id"] == test_id]
+        for result in matching:
+            result["outcome"] = FAIL
+        if not matching:
+            results.append({"id": test_id, "tags": ["unknown"], "outcome": FAIL, "seconds": 0, "message": ""})
     counts = per_tag(results)
     failing = [r["id"] for r in results if r["outcome"] == FAIL]
     unsupported = [r["id"] for r in results if r["outcome"] == UNSUPPORTED]

@@ -46,6 +46,11 @@ class JobSpec:
     staged: list[tuple[str, str]] = field(default_factory=list)
 
 
+# What coreutils' `timeout` gives a command it stopped, and the grace before SIGKILL.
+TIMED_OUT = 124
+KILL_AFTER_SECONDS = 10
+
+
 def sbatch_header(spec: JobSpec) -> list[str]:
     lines = [
         f"#SBATCH --job-name={spec.job_name}",
@@ -57,7 +62,9 @@ def sbatch_header(spec: JobSpec) -> list[str]:
     if spec.ram_mib:
         lines.append(f"#SBATCH --mem={max(1, math.ceil(spec.ram_mib))}M")
     if spec.time_limit_seconds:
-        lines.append(f"#SBATCH --time={max(1, math.ceil(spec.time_limit_seconds / 60))}")
+        # The command's own limit is enforced to the second by `timeout` in the script; Slurm's
+        # (whole minutes) is the outer bound, with a minute for staging and image set-up.
+        lines.append(f"#SBATCH --time={math.ceil(spec.time_limit_seconds / 60) + 1}")
     lines += [f"#SBATCH {opt}" for opt in spec.sbatch_options]
     return lines
 
@@ -94,18 +101,28 @@ def render(spec: JobSpec) -> str:
     ]
     if spec.setup_lines:
         lines += [*spec.setup_lines, ""]
+    limit = spec.time_limit_seconds
+    timeout = f"timeout --kill-after={KILL_AFTER_SECONDS} {limit} " if limit else ""
+    if limit:
+        lines.append(f"# ToolTimeLimit: the command is stopped after {limit} s (exit code {TIMED_OUT}).")
     if spec.container_prefix:
         prefix = " ".join(_word(part) for part in spec.container_prefix)
         lines += [
             "# The command, in the container, with exactly the environment CWL defines for it.",
-            f"{prefix} {command}{redirects}",
+            f"{timeout}{prefix} {command}{redirects}",
         ]
     else:
         lines += [
             "# The command, with exactly the environment CWL defines for it.",
-            f"env -i {env} \\\n  {command}{redirects}",
+            f"{timeout}env -i {env} \\\n  {command}{redirects}",
         ]
-    lines += ["rc=$?", ""]
+    lines += ["rc=$?"]
+    if limit:
+        lines.append(
+            f'[ "$rc" = {TIMED_OUT} ] && echo "apiary: the command ran past its time limit of {limit} s '
+            '(ToolTimeLimit) and was stopped" >&2'
+        )
+    lines.append("")
     if spec.cleanup_lines:
         lines += [*spec.cleanup_lines, ""]
     lines += [

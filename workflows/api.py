@@ -14,7 +14,6 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.errors import NotFound
 from workflows import selectors, services
 from workflows.serializers import (
     WorkflowDetailSerializer,
@@ -72,21 +71,11 @@ class WorkflowDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-ACTIONS = {
-    "start": services.workflow_start,
-    "pause": services.workflow_pause,
-    "resume": services.workflow_resume,
-    "cancel": services.workflow_cancel,
-}
-
-
 class WorkflowActionApi(APIView):
     @extend_schema(request=None, responses=WorkflowDetailSerializer)
     def post(self, request, workflow_id, action):
         workflow = selectors.workflow_get(user=request.user, workflow_id=workflow_id)
-        if action not in ACTIONS:
-            raise NotFound(f"No action {action!r}; use one of {', '.join(ACTIONS)}.")
-        ACTIONS[action](workflow=workflow)
+        services.workflow_act(workflow=workflow, action=action)
         workflow = selectors.workflow_get(user=request.user, workflow_id=workflow_id)
         return Response(WorkflowDetailSerializer(workflow, context={"request": request}).data)
 

@@ -439,7 +439,8 @@ def _load_contents(value) -> None:
 def evaluate_step_inputs(root: Process, tool_path: list[str], inputobj: dict) -> dict | None:
     """``valueFrom`` and ``when`` on a (scattered) input object; ``None`` when ``when`` is false.
 
-    Returns the tool's job order keyed by short input names.
+    Returns the tool's job order keyed by short input names: step inputs the tool does not
+    declare are visible to ``valueFrom`` and ``when``, not to the tool.
     """
     if not tool_path:
         return dict(inputobj)
@@ -465,7 +466,9 @@ def evaluate_step_inputs(root: Process, tool_path: list[str], inputobj: dict) ->
                 return None
             if decision is not True:
                 raise CwlError(f"Step {where!r}: 'when' must evaluate to true or false, not {decision!r}.")
-        return values
+        # A step input its tool does not declare serves valueFrom and when only (as in cwltool).
+        dropped = {shortname(inp["id"]) for inp in step.tool["inputs"] if inp.get("not_connected")}
+        return {k: v for k, v in values.items() if k not in dropped}
     except WorkflowException as exc:
         raise CwlError(f"Step {where!r}: {_clean(exc)}") from None
 

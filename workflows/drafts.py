@@ -120,25 +120,8 @@ def _prune(root: Path) -> None:
 
 
 def _find_main(src: Path, main: str | None) -> str:
-    """The main document, chosen as :func:`workflows.services.workflow_submit` chooses it."""
-    if main:
-        path = (src / safe_relative(main)).resolve()
-        if not path.is_file():
-            raise ApplicationError(f"The main document {main!r} is not among the uploaded files.")
-        return str(path.relative_to(src.resolve()))
-    candidates = sorted(str(p.relative_to(src)) for p in src.rglob("*.cwl"))
-    if len(candidates) == 1:
-        return candidates[0]
-    for preferred in ("workflow.cwl", "main.cwl"):
-        found = [c for c in candidates if PurePosixPath(c).name == preferred]
-        if len(found) == 1:
-            return found[0]
-    if not candidates:
-        raise ApplicationError("No .cwl document was uploaded.")
-    raise ApplicationError(
-        "Several .cwl documents were uploaded; say which one is the workflow under 'Main document'.",
-        extra={"documents": candidates},
-    )
+    """The main document relative to ``src``, chosen as a submission chooses it."""
+    return str(services.find_main_document(src, main).relative_to(src.resolve()))
 
 
 def draft_create(

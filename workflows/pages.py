@@ -289,17 +289,11 @@ def detail(request, workflow_id):
 @require_POST
 def action(request, workflow_id, action):
     workflow = _get(request, workflow_id)
-    handlers = {
-        "start": services.workflow_start,
-        "pause": services.workflow_pause,
-        "resume": services.workflow_resume,
-        "cancel": services.workflow_cancel,
-    }
-    if action not in handlers:
+    if action not in services.WORKFLOW_ACTIONS:
         raise Http404("Unknown action")
     done = {"start": "started", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}[action]
     try:
-        handlers[action](workflow=workflow)
+        services.workflow_act(workflow=workflow, action=action)
         messages.success(request, f"Workflow {done}.")
     except ApplicationError as exc:
         messages.error(request, exc.message)

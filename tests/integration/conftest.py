@@ -171,6 +171,31 @@ def wait_for(predicate, timeout=120, interval=0.5, what="condition"):
     pytest.fail(f"timed out waiting for {what}")
 
 
+FINISHED = {"COMPLETED", "FAILED", "PARTIAL_FAIL", "CANCELLED"}
+
+
+def api_submit(api, files: dict[str, bytes], **fields) -> dict:
+    """Submit ``files`` (name -> bytes) and form ``fields`` through the REST API; the new
+    workflow's JSON (asserts 201)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    payload = {"files": [SimpleUploadedFile(n, d) for n, d in files.items()], **fields}
+    response = api.post("/api/v1/workflows/", payload, format="multipart")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def wait_finished(workflow_id, timeout=180, what="the workflow to finish"):
+    """The workflow once it is in a terminal state (COMPLETED, FAILED, PARTIAL_FAIL, CANCELLED)."""
+    from workflows.models import Workflow
+
+    def finished():
+        workflow = Workflow.objects.get(pk=workflow_id)
+        return workflow if workflow.state in FINISHED else None
+
+    return wait_for(finished, timeout=timeout, what=what)
+
+
 def failure_report(workflow) -> str:
     """What went wrong in a workflow, for assertion messages."""
     lines = [f"workflow {workflow.state}: {workflow.error}"]

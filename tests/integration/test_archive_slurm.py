@@ -24,7 +24,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from portal.services import api_token_create
 from tests.conftest import example_files
-from tests.integration.conftest import REPO, Worker, _database_url, failure_report, wait_for
+from tests.integration.conftest import REPO, Worker, _database_url, api_submit, failure_report, wait_for
 from workflows.models import Archive, StepRun, Workflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm, pytest.mark.django_db(transaction=True)]
@@ -59,14 +59,8 @@ def cli(tmp_path):
 
 
 def _submit(api) -> str:
-    files = [SimpleUploadedFile(n, d) for n, d in example_files("grep-wc").items()]
-    response = api.post(
-        "/api/v1/workflows/",
-        {"files": files, "main": "workflow.cwl", "inputs": "inputs.yml", "name": "timtest"},
-        format="multipart",
-    )
-    assert response.status_code == 201, response.content
-    return response.json()["id"]
+    files = example_files("grep-wc")
+    return api_submit(api, files, main="workflow.cwl", inputs="inputs.yml", name="timtest")["id"]
 
 
 def _archived(workflow_id) -> Workflow | None:

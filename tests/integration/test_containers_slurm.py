@@ -3,29 +3,19 @@
 from urllib.parse import unquote
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.conftest import REPO
-from tests.integration.conftest import failure_report, wait_for
-from workflows.models import Step, StepRun, Workflow
+from tests.integration.conftest import api_submit, failure_report, wait_finished
+from workflows.models import Step, StepRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm, pytest.mark.django_db(transaction=True)]
 FIXTURES = REPO / "tests" / "fixtures" / "container"
-FINISHED = {"COMPLETED", "FAILED", "PARTIAL_FAIL", "CANCELLED"}
 
 
 def _run(api, main, inputs_text=""):
-    files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in FIXTURES.iterdir() if p.is_file()]
-    payload = {"files": files, "main": main, "inputs_text": inputs_text}
-    response = api.post("/api/v1/workflows/", payload, format="multipart")
-    assert response.status_code == 201, response.content
-    workflow_id = response.json()["id"]
-
-    def finished():
-        workflow = Workflow.objects.get(pk=workflow_id)
-        return workflow if workflow.state in FINISHED else None
-
-    return wait_for(finished, timeout=180, what=f"{main} to finish")
+    files = {p.name: p.read_bytes() for p in FIXTURES.iterdir() if p.is_file()}
+    body = api_submit(api, files, main=main, inputs_text=inputs_text)
+    return wait_finished(body["id"], what=f"{main} to finish")
 
 
 def _read(location: str) -> str:
@@ -46,7 +36,7 @@ def test_docker_steps_run_inside_the_image_and_complete(api, celery_worker):
         assert step["batch_job_id"].isdigit(), step  # real Slurm jobs
     script = api.get(f"/api/v1/workflows/{workflow.id}/steps/inside/logs/script").json()["text"]
     assert "ch-convert -i tar -o dir" in script
-    assert 'ch-run "$IMG"' in script
+    assert 'ch-run --private-tmp "$IMG"' in script
     assert "-- cat /etc/apiary-image" in script
     assert 'rm -rf "$IMG_DIR"' in script
 

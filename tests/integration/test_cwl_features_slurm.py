@@ -3,30 +3,19 @@
 from urllib.parse import unquote
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.conftest import EXAMPLES, REPO
-from tests.integration.conftest import failure_report, wait_for
-from workflows.models import Step, Workflow
+from tests.integration.conftest import api_submit, failure_report, wait_finished
+from workflows.models import Step
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm, pytest.mark.django_db(transaction=True)]
 FIXTURES = REPO / "tests" / "fixtures"
-FINISHED = {"COMPLETED", "FAILED", "PARTIAL_FAIL", "CANCELLED"}
 
 
 def _upload(api, folders, main, inputs_text):
-    files = [SimpleUploadedFile(p.name, p.read_bytes()) for folder in folders for p in folder.iterdir()]
-    response = api.post(
-        "/api/v1/workflows/", {"files": files, "main": main, "inputs_text": inputs_text}, format="multipart"
-    )
-    assert response.status_code == 201, response.content
-    workflow_id = response.json()["id"]
-
-    def finished():
-        workflow = Workflow.objects.get(pk=workflow_id)
-        return workflow if workflow.state in FINISHED else None
-
-    return wait_for(finished, timeout=300, what=f"{main} to finish")
+    files = {p.name: p.read_bytes() for folder in folders for p in folder.iterdir()}
+    body = api_submit(api, files, main=main, inputs_text=inputs_text)
+    return wait_finished(body["id"], timeout=300, what=f"{main} to finish")
 
 
 def _read(location: str) -> str:

@@ -5,33 +5,21 @@ import subprocess
 import pytest
 
 from tests.conftest import example_files
-from tests.integration.conftest import failure_report, wait_for
+from tests.integration.conftest import api_submit, failure_report, wait_finished, wait_for
 from workflows.models import Step, StepRun, Workflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm, pytest.mark.django_db(transaction=True)]
 
-FINISHED = {"COMPLETED", "FAILED", "PARTIAL_FAIL", "CANCELLED"}
 
 
 def _submit(api, example="grep-wc", main="workflow.cwl", inputs="inputs.yml", **extra):
-    files = [(name, data) for name, data in example_files(example).items()]
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
-    payload = {"files": [SimpleUploadedFile(n, d) for n, d in files], "main": main, "inputs": inputs, **extra}
-    response = api.post("/api/v1/workflows/", payload, format="multipart")
-    assert response.status_code == 201, response.content
-    return response.json()
-
-
-def _finished(workflow_id):
-    workflow = Workflow.objects.get(pk=workflow_id)
-    return workflow if workflow.state in FINISHED else None
+    return api_submit(api, example_files(example), main=main, inputs=inputs, **extra)
 
 
 def test_grep_wc_completes_with_87_lines(api, celery_worker):
     body = _submit(api)
     assert body["state"] == "RUNNING"
-    workflow = wait_for(lambda: _finished(body["id"]), what="grep-wc to finish")
+    workflow = wait_finished(body["id"], what="grep-wc to finish")
     assert workflow.state == "COMPLETED", failure_report(workflow)
 
     detail = api.get(f"/api/v1/workflows/{workflow.id}/").json()
@@ -77,7 +65,7 @@ def test_pause_keeps_wc_waiting_until_resumed(api, celery_worker):
     assert not StepRun.objects.filter(step=wc).exists()
 
     assert api.post(f"/api/v1/workflows/{workflow_id}/resume/").status_code == 200
-    workflow = wait_for(lambda: _finished(workflow_id), what="resumed workflow to finish")
+    workflow = wait_finished(workflow_id, what="resumed workflow to finish")
     assert workflow.state == "COMPLETED"
 
 
@@ -117,7 +105,7 @@ def test_cancel_scancels_only_this_workflows_job(api, celery_worker):
 
     wait_for(lambda: sacct_state(victim_job).startswith("CANCELLED"), what="victim job CANCELLED in sacct")
     assert {s.state for s in Step.objects.filter(workflow_id=victim["id"])} == {"CANCELLED"}
-    bystander_done = wait_for(lambda: _finished(bystander["id"]), what="bystander to finish")
+    bystander_done = wait_finished(bystander["id"], what="bystander to finish")
     assert bystander_done.state == "COMPLETED"
     assert sacct_state(bystander_job) == "COMPLETED"
     again = api.post(f"/api/v1/workflows/{victim['id']}/cancel/")
@@ -134,7 +122,7 @@ def test_failed_step_gives_dep_fail_downstream_and_partial_fail(api, celery_work
     files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in folder.iterdir()]
     response = api.post("/api/v1/workflows/", {"files": files, "main": "workflow.cwl"}, format="multipart")
     assert response.status_code == 201, response.content
-    workflow = wait_for(lambda: _finished(response.json()["id"]), what="partial-fail workflow to finish")
+    workflow = wait_finished(response.json()["id"], what="partial-fail workflow to finish")
     states = {s.name: s.state for s in workflow.steps.all()}
     assert states == {"fail": "FAILED", "after_fail": "DEP_FAIL", "ok": "COMPLETED", "after_ok": "COMPLETED"}
     assert workflow.state == "PARTIAL_FAIL"
@@ -153,7 +141,7 @@ def test_a_job_scancelled_outside_apiary_is_noticed(api, celery_worker):
 
     run = wait_for(grep_job, what="grep to be submitted")
     subprocess.run(["scancel", run.batch_job_id], check=True)  # an operator, not Apiary
-    workflow = wait_for(lambda: _finished(body["id"]), what="the reconcile to notice the cancel")
+    workflow = wait_finished(body["id"], what="the reconcile to notice the cancel")
     steps = {s.name: s for s in workflow.steps.all()}
     assert steps["grep"].state == "CANCELLED"
     assert "CANCELLED" in steps["grep"].error

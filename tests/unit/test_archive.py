@@ -27,7 +27,7 @@ CONTAINER_SCRIPT = """#!/bin/bash
 # A private copy is unpacked on this node for this job only, and removed when it ends.
 IMG="$IMG_DIR/img"
 ch-convert -i tar -o dir {image} "$IMG" || exit 71
-ch-run "$IMG" -- grep integer lorem.txt
+ch-run --private-tmp "$IMG" -- grep integer lorem.txt
 """
 
 

@@ -72,7 +72,7 @@ def test_docker_step_script_prepares_image_runs_command_in_it_and_cleans_up(tmp_
         f'mkdir -p "$IMG"/ch "$IMG"{runs} && touch "$IMG/ch/environment" || exit 71',
         f'touch "$IMG"{greeting} || exit 71',
         'if [ -f "$IMG/ch/entrypoint" ]; then mapfile -t ENTRYPOINT <"$IMG/ch/entrypoint"; fi',
-        f'ch-run "$IMG" -b {runs}:{runs} -b {greeting}:{greeting} -c {spec.workdir}',
+        f'ch-run --private-tmp "$IMG" -b {runs}:{runs} -b {greeting}:{greeting} -c {spec.workdir}',
         "'--unset-env=*'",
         f"--set-env=HOME={spec.workdir}",
         f'-- "${{ENTRYPOINT[@]}}" cat /etc/apiary-image {run_dir}/stage/',
@@ -106,7 +106,7 @@ def test_container_environment_keeps_a_path_the_tool_sets(tmp_path, store):
 def test_docker_requirement_as_hint_is_wrapped_too(tmp_path, store):
     tool = _tool(tmp_path, "hint.cwl", ECHO.format(requirements=DOCKER.replace("requirements", "hints")))
     _, text = _script(tool, {}, tmp_path / "runs" / "hint" / "1")
-    assert 'ch-run "$IMG"' in text
+    assert 'ch-run --private-tmp "$IMG"' in text
 
 
 @pytest.mark.parametrize(

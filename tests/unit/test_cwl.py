@@ -136,6 +136,20 @@ def test_step_value_from_is_evaluated(tmp_path):
     assert cwl.evaluate_step_inputs(root, ["e"], raw) is None
 
 
+def test_step_inputs_the_tool_does_not_declare_serve_value_from_but_are_not_passed_on(tmp_path):
+    (tmp_path / "echo.cwl").write_text(SCATTER_TOOL)
+    (tmp_path / "wf.cwl").write_text(
+        "cwlVersion: v1.2\nclass: Workflow\n"
+        "requirements: {StepInputExpressionRequirement: {}, InlineJavascriptRequirement: {}}\n"
+        "inputs: {v: string}\noutputs: []\n"
+        "steps:\n  e:\n    run: echo.cwl\n"
+        "    in: {extra: v, x: {valueFrom: '$(inputs.extra + \"!\")'}, y: v}\n    out: [o]\n"
+    )
+    root = cwl.load_process(tmp_path / "wf.cwl")
+    raw = cwl.resolve_step_inputs(root, ["e"], {"v": "hi"}, {})
+    assert cwl.evaluate_step_inputs(root, ["e"], raw) == {"x": "hi!", "y": "hi"}
+
+
 def test_nested_workflow_steps_are_addressed_by_tool_path(tmp_path):
     (tmp_path / "echo.cwl").write_text(SCATTER_TOOL)
     (tmp_path / "inner.cwl").write_text(

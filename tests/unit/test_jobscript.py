@@ -28,8 +28,22 @@ def test_render_has_sbatch_header_from_resources(tmp_path):
     assert text.startswith("#!/bin/bash\n#SBATCH --job-name=apiary-7\n")
     assert "#SBATCH --cpus-per-task=3" in text
     assert "#SBATCH --mem=1000M" in text
-    assert "#SBATCH --time=2" in text
+    assert "#SBATCH --time=3" in text  # 90 s = 2 min, + 1 for staging and set-up
     assert "#SBATCH --qos=high" in text
+    assert "timeout --kill-after=10 90 env -i" in text  # the tool's own limit, to the second
+
+
+def test_a_command_past_its_time_limit_is_stopped_and_fails_saying_why(tmp_path):
+    import subprocess
+
+    (tmp_path / "outdir").mkdir()
+    spec = _spec(tmp_path, command=["sleep", "30"], stdout=None, time_limit_seconds=1)
+    script = tmp_path / "job.sh"
+    script.write_text(render(spec))
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 124
+    assert (tmp_path / "exit_code").read_text().strip() == "124"
+    assert "ran past its time limit of 1 s (ToolTimeLimit)" in result.stderr
 
 
 def test_render_quotes_arguments_with_spaces(tmp_path):

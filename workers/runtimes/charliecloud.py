@@ -28,12 +28,16 @@ How the job script runs it:
   script apart), removed at the end and by an EXIT trap. Directory images are copied rather than
   used in place because ``ch-run -b`` needs each bind target to exist in the image and 0.31 has
   no ``--write-fake``: creating the mount points in a shared image is not ours to do.
-* ``ch-run "$IMG" -b P:P … -c <outdir> --unset-env='*' --set-env=… -- <command>``: the run folder
-  tree (``APIARY_RUNS_DIR``: the step's outdir, tmp and stage, the workflow's ``src/``, other
+* ``ch-run --private-tmp "$IMG" -b P:P … -c <outdir> --unset-env='*' --set-env=… -- <command>``:
+  the run folder tree (``APIARY_RUNS_DIR``: the step's outdir, tmp and stage, the workflow's ``src/``, other
   steps' outdirs) and any input outside it are bound at the same paths, so cwltool's command line
   keeps host paths and its output collection works unchanged. The environment is exactly CWL's
   (``--unset-env='*'``) over the image's own (``/ch/environment``, if the image has one) and a
   Docker-like default ``PATH``.
+* ``--private-tmp``: ``ch-run`` otherwise shows the host's ``$TMPDIR`` as ``/tmp``, which hides
+  a run folder under ``/tmp`` and cannot take mount points; the container's ``/tmp`` is a
+  private tmpfs instead (in memory: CWL tools write temporary data to ``$TMPDIR``, which is the
+  step's ``tmp`` folder in the run folder).
 * ``ch-run -b SRC:DST`` cannot escape a ``:``: a path containing one is bound through the
   nearest folder above it without one (``/data/A:B`` → ``/data``).
 * ``dockerOutputDirectory``: the step's outdir is also bound there, and the command starts in
@@ -224,7 +228,9 @@ class CharliecloudRuntime(ContainerRuntime):
             f'if [ -f "$IMG{ENTRYPOINT_FILE}" ]; then mapfile -t ENTRYPOINT <"$IMG{ENTRYPOINT_FILE}"; fi',
         ]
 
-        prefix: list[str] = ["ch-run", ShellWord(img)]
+        # --private-tmp: by default ch-run shares the host's $TMPDIR as /tmp, which hides any
+        # bound path under /tmp and leaks between jobs; a container gets its own, as in Docker.
+        prefix: list[str] = ["ch-run", "--private-tmp", ShellWord(img)]
         for path in [*binds, *bind_files]:
             prefix += ["-b", f"{path}:{path}"]
         for host, inside, _ in mounts:
