@@ -37,7 +37,7 @@ def test_docker_steps_run_inside_the_image_and_complete(api, celery_worker):
     script = api.get(f"/api/v1/workflows/{workflow.id}/steps/inside/logs/script").json()["text"]
     assert "ch-convert -i tar -o dir" in script
     assert 'ch-run --private-tmp "$IMG"' in script
-    assert "-- cat /etc/apiary-image" in script
+    assert '-- "${ENTRYPOINT[@]}" cat /etc/apiary-image' in script
     assert 'rm -rf "$IMG_DIR"' in script
 
 
