@@ -70,13 +70,37 @@ def drain(limit: int = 200) -> dict:
     store = get_graph_store()
     for row in list(pending):
         try:
-            store.load_workflow(row["workflow_id"])
+            with transaction.atomic():
+                _lock_projection(row["workflow_id"])
+                store.load_workflow(row["workflow_id"])
+                summary["rows"] += GraphOutbox.objects.filter(
+                    workflow_id=row["workflow_id"], id__lte=row["last"], processed_at__isnull=True
+                ).update(processed_at=timezone.now())
         except Exception as exc:  # Neo4j away: keep the rows, the next drain retries
             summary["error"] = f"{type(exc).__name__}: {exc}"
             log.warning("graph projection of %s deferred: %s", row["workflow_id"], summary["error"])
             break
-        summary["rows"] += GraphOutbox.objects.filter(
-            workflow_id=row["workflow_id"], id__lte=row["last"], processed_at__isnull=True
-        ).update(processed_at=timezone.now())
         summary["workflows"] += 1
     return summary
+
+
+# pg_advisory_xact_lock(class, key): the class keeps Apiary's locks apart from anyone else's.
+PROJECTION_LOCK_CLASS = 0x41504752  # "APGR"
+
+
+def _lock_projection(workflow_id) -> None:
+    """One projection of a workflow at a time (until the transaction ends).
+
+    Two drains (the task enqueued on commit, the reconcile's catch-up, several workers) may
+    pick the same workflow; Neo4j's ``MERGE`` is not atomic without a uniqueness constraint,
+    so two at once can create a task twice. The second waits here, then projects the newer
+    snapshot. A PostgreSQL advisory lock: scheduling, which locks workflow rows, never waits
+    on it. Other databases (SQLite in development) serialise writers anyway.
+    """
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [PROJECTION_LOCK_CLASS, str(workflow_id)]
+            )
