@@ -310,4 +310,39 @@ def collect_outputs(
         outputs = bytes2str_in_dicts(job.collect_outputs(job.outdir, exit_code))
     except WorkflowException as exc:
         raise JobBuildError(f"collecting outputs: {exc}") from None
+    docker, _ = _docker_requirement(tool)
+    if docker is not None and get_container_runtime().name != "none":
+        _refuse_links_into_the_container(outputs, *_bind_paths(job, Path(run_dir)))
     return True, outputs
+
+
+def _refuse_links_into_the_container(outputs: dict, dirs: list[str], files: list[str]) -> None:
+    """A containerised tool's output that is a symbolic link to an absolute path names a path
+    *inside the container*; on the host (where outputs are collected) that path is another
+    file, or none. Only links to what was bound in (at the same path) are kept."""
+    from cwltool.utils import visit_class
+
+    def visible(target: str) -> bool:
+        return target in files or any(Path(target).is_relative_to(d) for d in dirs)
+
+    def links(path: str):
+        if os.path.islink(path):
+            yield path
+        if os.path.isdir(path) and not os.path.islink(path):
+            for folder, subdirs, names in os.walk(path):
+                for name in subdirs + names:
+                    if os.path.islink(os.path.join(folder, name)):
+                        yield os.path.join(folder, name)
+
+    def check(obj: dict) -> None:
+        location = obj.get("location", "")
+        path = obj.get("path") or (unquote(urlparse(location).path) if location.startswith("file:") else "")
+        for link in links(path) if path else ():
+            target = os.readlink(link)
+            if os.path.isabs(target) and not visible(os.path.realpath(link)):
+                raise JobBuildError(
+                    f"output {os.path.basename(link)!r} is a symbolic link to {target}, a path inside the "
+                    "container that does not exist outside it"
+                )
+
+    visit_class(outputs, ("File", "Directory"), check)

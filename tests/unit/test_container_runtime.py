@@ -257,3 +257,35 @@ def test_collect_outputs_works_for_a_docker_step(tmp_path, store):
     Path(spec.stdout).write_text("hello\n")  # as the job would have
     ok, outputs = cwl_job.collect_outputs(tool, {}, run_dir, 0)
     assert ok and outputs["out"]["size"] == 6
+
+
+LINK_TOOL = """cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  DockerRequirement: {dockerPull: apiary-busybox}
+inputs: []
+baseCommand: "true"
+outputs:
+  out: {type: File, outputBinding: {glob: link.txt}}
+"""
+
+
+def test_an_output_linking_to_a_path_inside_the_container_is_refused(tmp_path, store):
+    tool = _tool(tmp_path, "link.cwl", LINK_TOOL)
+    run_dir = tmp_path / "runs" / "l" / "1"
+    spec, _ = _script(tool, {}, run_dir)
+    host_file = tmp_path / "host-only.txt"  # exists on the host, not in the container
+    host_file.write_text("not the container's\n")
+    os.symlink(host_file, Path(spec.workdir) / "link.txt")  # as `ln -s /abs/path link.txt` inside
+    with pytest.raises(cwl_job.JobBuildError, match="symbolic link to .*inside the container"):
+        cwl_job.collect_outputs(tool, {}, run_dir, 0)
+
+
+def test_an_output_linking_within_the_run_folder_is_kept(tmp_path, store):
+    tool = _tool(tmp_path, "link.cwl", LINK_TOOL)
+    run_dir = tmp_path / "runs" / "l" / "1"
+    spec, _ = _script(tool, {}, run_dir)
+    (Path(spec.workdir) / "real.txt").write_text("made by the tool\n")
+    os.symlink(Path(spec.workdir) / "real.txt", Path(spec.workdir) / "link.txt")
+    ok, outputs = cwl_job.collect_outputs(tool, {}, run_dir, 0)
+    assert ok and outputs["out"]["size"] == len("made by the tool\n")
