@@ -112,6 +112,12 @@ def _docker_requirement(tool: Process) -> tuple[dict | None, bool]:
     return requirement, bool(required)
 
 
+def _runs_in_container(tool: Process) -> bool:
+    """The step has a DockerRequirement and a container runtime other than ``none`` wraps it."""
+    docker, _ = _docker_requirement(tool)
+    return docker is not None and get_container_runtime().name != "none"
+
+
 def run_expression_tool(tool: Process, job_order: dict[str, Any], run_dir: Path) -> dict:
     """Evaluate an ExpressionTool here, in the worker (no batch job)."""
     job, context, collected = build_job(tool, job_order, run_dir)
@@ -194,8 +200,7 @@ def _place_targets_outside(tool: Process, job: CommandLineJob, run_dir: Path) ->
     ]
     if not outside:
         return []
-    docker, _ = _docker_requirement(tool)
-    if docker is None or get_container_runtime().name == "none":
+    if not _runs_in_container(tool):
         raise JobBuildError(
             f"InitialWorkDirRequirement entry {outside[0][1].target!r} is outside the output directory: "
             "absolute entry names need a container (DockerRequirement)"
@@ -310,8 +315,7 @@ def collect_outputs(
         outputs = bytes2str_in_dicts(job.collect_outputs(job.outdir, exit_code))
     except WorkflowException as exc:
         raise JobBuildError(f"collecting outputs: {exc}") from None
-    docker, _ = _docker_requirement(tool)
-    if docker is not None and get_container_runtime().name != "none":
+    if _runs_in_container(tool):
         _refuse_links_into_the_container(outputs, *_bind_paths(job, Path(run_dir)))
     return True, outputs
 
