@@ -277,13 +277,11 @@ def test_apiary_login_by_device_grant_stores_and_refreshes_the_token(keycloak, l
     assert stored["server"] == live_server.url and stored["refresh_token"] and stored["oidc"]["client_id"]
     assert _parts(stored["token"])[1]["preferred_username"] == "bob"
 
-    listed = subprocess.run(
-        [sys.executable, "-m", "portal.cli", "list", "--json"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    def cli_list() -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "portal.cli", "list", "--json"]
+        return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
+
+    listed = cli_list()
     assert listed.returncode == 0, listed.stderr
 
     # An expired access token is refreshed from the stored refresh token before the request.
@@ -291,13 +289,7 @@ def test_apiary_login_by_device_grant_stores_and_refreshes_the_token(keycloak, l
     stored["token_expires_at"] = int(time.time()) - 1
     config.write_text(json.dumps(stored))
     time.sleep(1.1)  # a new token differs at least by its iat
-    listed = subprocess.run(
-        [sys.executable, "-m", "portal.cli", "list", "--json"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    listed = cli_list()
     assert listed.returncode == 0, listed.stderr
     refreshed = json.loads(config.read_text())
     assert refreshed["token"] != old and refreshed["token_expires_at"] > time.time()

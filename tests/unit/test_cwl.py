@@ -119,17 +119,24 @@ def test_dotproduct_of_unequal_arrays_is_an_error(tmp_path):
         cwl.scatter_elements(root, ["e"], raw)
 
 
-def test_step_value_from_is_evaluated(tmp_path):
+def _one_step_workflow(tmp_path: Path, step_lines: str) -> cwl.Process:
+    """A workflow with input ``v`` and one step ``e`` running SCATTER_TOOL; ``step_lines`` are
+    the step's ``in:`` (and ``when:``) lines."""
     (tmp_path / "echo.cwl").write_text(SCATTER_TOOL)
     (tmp_path / "wf.cwl").write_text(
         "cwlVersion: v1.2\nclass: Workflow\n"
         "requirements: {StepInputExpressionRequirement: {}, InlineJavascriptRequirement: {}}\n"
         "inputs: {v: string}\noutputs: []\n"
-        "steps:\n  e:\n    run: echo.cwl\n"
-        "    in: {x: {source: v, valueFrom: '$(self + \"!\")'}, y: v}\n"
-        "    when: $(inputs.y != 'skip')\n    out: [o]\n"
+        f"steps:\n  e:\n    run: echo.cwl\n{step_lines}    out: [o]\n"
     )
-    root = cwl.load_process(tmp_path / "wf.cwl")
+    return cwl.load_process(tmp_path / "wf.cwl")
+
+
+def test_step_value_from_is_evaluated(tmp_path):
+    root = _one_step_workflow(
+        tmp_path,
+        "    in: {x: {source: v, valueFrom: '$(self + \"!\")'}, y: v}\n    when: $(inputs.y != 'skip')\n",
+    )
     raw = cwl.resolve_step_inputs(root, ["e"], {"v": "hi"}, {})
     assert cwl.evaluate_step_inputs(root, ["e"], raw) == {"x": "hi!", "y": "hi"}
     raw = cwl.resolve_step_inputs(root, ["e"], {"v": "skip"}, {})
@@ -137,15 +144,8 @@ def test_step_value_from_is_evaluated(tmp_path):
 
 
 def test_step_inputs_the_tool_does_not_declare_serve_value_from_but_are_not_passed_on(tmp_path):
-    (tmp_path / "echo.cwl").write_text(SCATTER_TOOL)
-    (tmp_path / "wf.cwl").write_text(
-        "cwlVersion: v1.2\nclass: Workflow\n"
-        "requirements: {StepInputExpressionRequirement: {}, InlineJavascriptRequirement: {}}\n"
-        "inputs: {v: string}\noutputs: []\n"
-        "steps:\n  e:\n    run: echo.cwl\n"
-        "    in: {extra: v, x: {valueFrom: '$(inputs.extra + \"!\")'}, y: v}\n    out: [o]\n"
-    )
-    root = cwl.load_process(tmp_path / "wf.cwl")
+    step_in = "    in: {extra: v, x: {valueFrom: '$(inputs.extra + \"!\")'}, y: v}\n"
+    root = _one_step_workflow(tmp_path, step_in)
     raw = cwl.resolve_step_inputs(root, ["e"], {"v": "hi"}, {})
     assert cwl.evaluate_step_inputs(root, ["e"], raw) == {"x": "hi!", "y": "hi"}
 
